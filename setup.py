@@ -27,7 +27,7 @@ setup(
         "orjson>=3.9,<4",
     ],
     extras_require={
-        "test": ["pytest>=7", "responses>=0.23", "jsonschema>=4"],
+        "test": ["pytest>=7", "responses>=0.23"],
     },
     entry_points={
         "console_scripts": [
