@@ -31,7 +31,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "tap-bigcommerce=tap_bigcommerce.cli:main",
+            "tap-bigcommerce=tap_bigcommerce.cli:run",
             "tap-bigcommerce-sandbox=tap_bigcommerce.sandbox.__main__:main",
         ],
     },

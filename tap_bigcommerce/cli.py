@@ -1,0 +1,84 @@
+"""Command line: parse arguments, check the inputs, then discover or sync."""
+import argparse
+import json
+import logging
+import sys
+
+from tap_bigcommerce.client import Client
+from tap_bigcommerce.config import load_json, parse_catalog, parse_config, parse_state
+from tap_bigcommerce.discover import discover
+from tap_bigcommerce.errors import TapError
+from tap_bigcommerce.output import Writer
+from tap_bigcommerce.sync import Syncer
+from tap_bigcommerce.version import __version__
+
+LOGGER = logging.getLogger("tap_bigcommerce")
+
+
+class Redact(logging.Filter):
+    """Blanks the access token and client id out of every log line, whatever logger wrote it."""
+
+    def __init__(self, secrets=()):
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
+
+    def scrub(self, text):
+        """The text with every secret replaced."""
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+    def filter(self, record):
+        record.msg, record.args = self.scrub(record.getMessage()), None
+        return True
+
+
+def parse_args(argv):
+    """The command-line arguments."""
+    parser = argparse.ArgumentParser(prog="tap-bigcommerce", description="Singer tap for BigCommerce.")
+    parser.add_argument("--config", "-c", required=True, help="config JSON file")
+    parser.add_argument("--discover", "-d", action="store_true", help="print the catalog and exit")
+    parser.add_argument("--catalog", "--properties", "-p", dest="catalog", help="catalog JSON file (all streams if omitted)")
+    parser.add_argument("--state", "-s", help="state JSON file from an earlier run")
+    parser.add_argument("--version", action="version", version=f"tap-bigcommerce {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Entry point of the tap-bigcommerce command; returns the exit code."""
+    args = parse_args(argv)
+    redact = Redact()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(redact)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    try:
+        config = parse_config(load_json(args.config, "config"))
+        redact.secrets = config.secrets
+        if args.discover:
+            sys.stdout.write(json.dumps(discover(), indent=2) + "\n")
+            return 0
+        raw_catalog = load_json(args.catalog, "catalog") if args.catalog else discover()
+        selections = parse_catalog(raw_catalog)
+        state = parse_state(load_json(args.state, "state")) if args.state else {}
+        Syncer(Client(config), config, state, Writer()).run(selections)
+        return 0
+    except TapError as exc:
+        return _fail(redact.scrub(str(exc)))
+    except BrokenPipeError:
+        return _fail("The target stopped reading the tap's output (broken pipe).")
+    except KeyboardInterrupt:
+        return _fail("Interrupted; the last STATE line written covers every record before it.", 130)
+    except Exception as exc:  # a bug: still one line, with the details at debug level
+        LOGGER.debug("Unexpected error", exc_info=True)
+        return _fail(redact.scrub(f"Unexpected error ({type(exc).__name__}: {exc}); please report it."))
+
+
+def _fail(message, code=1):
+    sys.stderr.write(f"tap-bigcommerce: error: {message}\n")
+    return code
+
+
+def run():
+    """Console-script wrapper: exit with main()'s code."""
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""The one door to the BigCommerce API: auth headers, base URL, timeouts, retries and pacing.
+
+Rate limits. A store has one request quota per window (150 per 30 s on Standard and Plus, 450 on
+Pro), shared by every app that calls it, and every response says how much is left
+(X-Rate-Limit-Requests-Left) and when the window refreshes (X-Rate-Limit-Time-Reset-Ms). All the
+tap's worker threads draw from one Pacer. The Pacer lets the very first request go alone, learns
+the quota from its headers, then hands out the rest of the window at once and holds further
+requests until the window has refreshed, so a steady sync spends the whole quota and gets no 429.
+Its count follows the headers of the newest answered request, less the requests sent after it
+that are still in flight, so other apps' use of the quota is taken into account. If a 429 comes
+anyway, every worker waits for X-Rate-Limit-Time-Reset-Ms (else X-Retry-After, else an
+exponential backoff, longer when the 429 has no rate-limit headers: the platform is overloaded).
+
+Retries. 429, 500, 502, 503, 504, connection errors, timeouts and a 200 whose body is not JSON
+are retried with exponential backoff, up to max_retries times; then the sync stops with one
+sentence saying why. Nothing is skipped: a page is either read whole or the sync stops.
+"""
+import itertools
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlencode
+
+import orjson
+import requests
+import singer.metrics
+
+from tap_bigcommerce.errors import ApiError
+
+LOGGER = logging.getLogger(__name__)
+METRICS_LOGGER = logging.getLogger("tap_bigcommerce.metrics")
+RETRY_STATUSES = {500, 502, 503, 504}
+# On a loopback or fast link the store counts a request almost as soon as it is sent; the margin
+# keeps the first request of a new window from arriving a moment before the window turns.
+WINDOW_MARGIN_S = 0.1
+MAX_RATE_LIMITED_TRIES = 20
+
+
+@dataclass
+class Page:
+    """One page of a list endpoint."""
+
+    records: list
+    has_more: bool
+    end_cursor: Optional[str] = None
+    total: Optional[int] = None
+
+
+class Pacer:
+    """One shared request budget for all worker threads, driven by the X-Rate-Limit-* headers."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._left = None  # unknown until the first answer
+        self._quota = None
+        self._window_s = None
+        self._window_start = 0.0
+        self._reset_at = 0.0
+        self._in_flight = {}  # sequence number -> send time
+        self._sequence = itertools.count(1)
+        self._newest_applied = 0
+        self.waited_s = 0.0
+
+    def acquire(self):
+        """Wait for a request slot; returns the request's sequence number."""
+        with self._cond:
+            while True:
+                now = self._clock()
+                if self._left is None:
+                    if not self._in_flight:
+                        break
+                    wait = None
+                else:
+                    if now >= self._reset_at:
+                        # By our reckoning the window has turned: the quota is back, less what is
+                        # still in flight (the store may count those in the new window).
+                        self._window_start = now
+                        self._reset_at = now + self._window_s
+                        self._left = max(self._quota - len(self._in_flight), 0)
+                    if self._left > 0:
+                        self._left -= 1
+                        break
+                    wait = max(self._reset_at - now, 0.001)
+                started = self._clock()
+                self._cond.wait(wait)
+                self.waited_s += self._clock() - started
+            sequence = next(self._sequence)
+            self._in_flight[sequence] = self._clock()
+            return sequence
+
+    def release(self, sequence, headers):
+        """Record the answer to request `sequence`, learning from its rate-limit headers."""
+        with self._cond:
+            sent_at = self._in_flight.pop(sequence, self._clock())
+            limits = _rate_limit_headers(headers)
+            if limits and sequence > self._newest_applied and sent_at >= self._window_start:
+                left, quota, reset_ms, window_ms = limits
+                self._newest_applied = sequence
+                # Requests sent after this one and not answered yet are not in its count.
+                later_in_flight = sum(1 for other in self._in_flight if other > sequence)
+                self._quota = quota or self._quota or left + 1
+                self._window_s = (window_ms or reset_ms or 1000) / 1000.0
+                self._reset_at = sent_at + reset_ms / 1000.0 + WINDOW_MARGIN_S
+                self._left = max(left - later_in_flight, 0)
+            elif self._left is None and not limits:
+                # A store that sends no rate-limit headers: nothing to pace by.
+                self._quota, self._window_s = 1 << 30, 3600.0
+                self._left, self._reset_at = self._quota, self._clock() + self._window_s
+            self._cond.notify_all()
+
+    def hold(self, seconds):
+        """Make every worker wait `seconds` before the next request (after a 429)."""
+        with self._cond:
+            self._left = 0
+            self._reset_at = max(self._reset_at, self._clock() + seconds)
+            if self._quota is None:
+                self._quota, self._window_s = 1, max(seconds, 1.0)
+            self._cond.notify_all()
+
+
+def _log_request_metric(endpoint, seconds, response):
+    """A Singer http_request_duration timer metric for one request."""
+    tags = {"endpoint": endpoint, "status": "succeeded" if response is not None and response.ok else "failed"}
+    if response is not None:
+        tags["http_status_code"] = response.status_code
+    singer.metrics.log(METRICS_LOGGER, singer.metrics.Point("timer", "http_request_duration", seconds, tags))
+
+
+def _rate_limit_headers(headers):
+    """(left, quota, reset_ms, window_ms) from a response's headers, or None if absent."""
+    if headers is None:
+        return None
+    try:
+        left = int(headers["X-Rate-Limit-Requests-Left"])
+        reset_ms = int(headers["X-Rate-Limit-Time-Reset-Ms"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    quota = _int_header(headers, "X-Rate-Limit-Requests-Quota")
+    window_ms = _int_header(headers, "X-Rate-Limit-Time-Window-Ms")
+    return left, quota, max(reset_ms, 0), window_ms
+
+
+def _int_header(headers, name):
+    try:
+        return int(headers[name])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class Client:
+    """GET pages from one store; owns the session, the headers, retries and the Pacer."""
+
+    def __init__(self, config, session=None, pacer=None, sleep=time.sleep):
+        self.config = config
+        self.session = session or requests.Session()
+        self.session.headers.update(
+            {
+                "X-Auth-Token": config.access_token,
+                "Accept": "application/json",
+                "User-Agent": config.user_agent,
+            }
+        )
+        self.pacer = pacer or Pacer()
+        self._sleep = sleep
+        self.store_url = f"{config.base_url}/stores/{config.store_hash}"
+        self.requests_made = 0
+        self.rate_limited = 0
+
+    def get_page(self, stream, params):
+        """Fetch one page of `stream` with these query parameters."""
+        # Build the query ourselves: ":" stays raw (one report says v3 customers rejects %3A in
+        # date values) and "+" in an offset travels as %2B.
+        url = f"{self.store_url}/{stream.api}/{stream.path}?{urlencode(params, safe=':')}"
+        body = self._get_json(stream, url)
+        if stream.api == "v2":
+            return _v2_page(stream, body, int(params.get("limit", 50)))
+        return _v3_page(stream, body)
+
+    def _get_json(self, stream, url):
+        """GET a URL, retrying what is worth retrying; returns the decoded JSON (None for a 204)."""
+        failures = 0
+        rate_limited = 0
+        while True:
+            sequence = self.pacer.acquire()
+            response = None
+            started = time.monotonic()
+            try:
+                response = self.session.get(url, timeout=self.config.request_timeout)
+                content = response.content
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                problem = f"the connection failed ({type(exc).__name__})"
+            else:
+                problem = None
+            finally:
+                self.pacer.release(sequence, response.headers if response is not None else None)
+                self.requests_made += 1
+                _log_request_metric(stream.name, time.monotonic() - started, response)
+
+            if problem is None:
+                status = response.status_code
+                if status == 204:
+                    return None
+                if status == 200:
+                    try:
+                        return orjson.loads(content)
+                    except orjson.JSONDecodeError:
+                        problem = "the store sent a 200 whose body is not valid JSON"
+                elif status == 429:
+                    rate_limited += 1
+                    self.rate_limited += 1
+                    if rate_limited > MAX_RATE_LIMITED_TRIES:
+                        raise ApiError(
+                            f"{stream.name}: the store answered 429 Too Many Requests {rate_limited} times in a row; "
+                            "another app may be using the store's whole API quota.",
+                            429,
+                        )
+                    wait = self._rate_limit_wait(response.headers, rate_limited)
+                    LOGGER.warning("%s: 429 Too Many Requests; every request waits %.1f s", stream.name, wait)
+                    self.pacer.hold(wait)
+                    continue
+                elif status in RETRY_STATUSES:
+                    problem = f"the store answered {status} {response.reason or ''}".rstrip()
+                else:
+                    raise _status_error(stream, response, self.config)
+
+            failures += 1
+            if failures > self.config.max_retries:
+                raise ApiError(
+                    f"{stream.name}: giving up after {failures} tries: {problem}.", getattr(response, "status_code", None)
+                )
+            delay = self._backoff(failures)
+            LOGGER.warning("%s: %s; retry %d of %d in %.1f s", stream.name, problem, failures,
+                           self.config.max_retries, delay)
+            self._sleep(delay)
+
+    def _backoff(self, failures):
+        """Exponential backoff with jitter: base, 2 x base, 4 x base ... capped at a minute."""
+        delay = min(self.config.retry_base_delay * (2 ** (failures - 1)), 60.0)
+        return delay * random.uniform(0.5, 1.0)
+
+    def _rate_limit_wait(self, headers, attempt):
+        """Seconds to wait after a 429: the window reset, else X-Retry-After, else backoff."""
+        reset_ms = _int_header(headers, "X-Rate-Limit-Time-Reset-Ms")
+        if reset_ms is not None:
+            return reset_ms / 1000.0 + WINDOW_MARGIN_S
+        retry_after = _int_header(headers, "X-Retry-After")
+        if retry_after is not None:
+            return float(retry_after)
+        # No rate-limit headers at all: the platform itself is overloaded, so back off longer.
+        return min(self.config.retry_base_delay * 5 * (2 ** (attempt - 1)), 300.0)
+
+
+def _v2_page(stream, body, limit):
+    """v2 answers a bare array, and 204 (body None) past the end."""
+    if body is None:
+        return Page([], False)
+    if not isinstance(body, list):
+        raise ApiError(f"{stream.name}: the store answered with {type(body).__name__} where a JSON array was expected.")
+    return Page(body, len(body) >= limit)
+
+
+def _v3_page(stream, body):
+    """v3 answers {"data": [...], "meta": {"pagination": ..., "cursor_pagination": ...}}."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ApiError(f"{stream.name}: the store's answer has no 'data' list.")
+    records = body["data"]
+    meta = body.get("meta") or {}
+    pagination = meta.get("pagination") or {}
+    cursor = meta.get("cursor_pagination") or {}
+    if not records:
+        return Page([], False, total=pagination.get("total"))
+    if pagination:
+        has_more = pagination.get("current_page", 1) < pagination.get("total_pages", 1)
+    else:
+        links = cursor.get("links") or {}
+        has_more = bool(links.get("next")) or len(records) >= cursor.get("per_page", len(records) + 1)
+    return Page(records, has_more, cursor.get("end_cursor"), pagination.get("total"))
+
+
+def _status_error(stream, response, config):
+    """Turn a status that is not worth retrying into one sentence that says what to do."""
+    status = response.status_code
+    if status == 401:
+        return ApiError("The store rejected the access token (401 Unauthorized); check access_token in the config.", 401)
+    if status == 403:
+        return ApiError(
+            f"{stream.name} needs the {stream.scope} read-only scope on the API account "
+            f"(the store answered 403 Forbidden).",
+            403,
+        )
+    if status == 404:
+        return ApiError(
+            f"The store hash {config.store_hash!r} was not found (404 from {config.base_url}); check store_hash "
+            "in the config.",
+            404,
+        )
+    detail = _error_detail(response)
+    return ApiError(f"{stream.name}: the store answered {status} {response.reason or ''}{detail}.".replace("  ", " "), status)
+
+
+def _error_detail(response):
+    """The message inside a v2 ([{"message"}]) or v3 ({"title"}) error body, if any."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return ""
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]
+    if isinstance(body, dict):
+        text = body.get("title") or body.get("message")
+        if text:
+            return f": {text}"
+    return ""

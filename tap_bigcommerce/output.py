@@ -1,0 +1,40 @@
+"""Singer messages on stdout, encoded with orjson and written page by page."""
+import sys
+
+import orjson
+
+
+class Writer:
+    """Writes SCHEMA, RECORD, STATE and ACTIVATE_VERSION messages; STATE flushes what came before it."""
+
+    def __init__(self, out=None):
+        self._out = out if out is not None else sys.stdout.buffer
+
+    def _message(self, message):
+        self._out.write(orjson.dumps(message) + b"\n")
+
+    def schema(self, stream, schema, key_properties, bookmark_properties):
+        """A SCHEMA message, before the stream's first record."""
+        message = {"type": "SCHEMA", "stream": stream, "schema": schema, "key_properties": key_properties}
+        if bookmark_properties:
+            message["bookmark_properties"] = bookmark_properties
+        self._message(message)
+
+    def records(self, stream, records, time_extracted, version=None):
+        """RECORD messages for one page, in a single write."""
+        head = b'{"type":"RECORD","stream":' + orjson.dumps(stream) + b',"record":'
+        tail = b',"time_extracted":"' + time_extracted.encode() + b'"'
+        if version is not None:
+            tail += b',"version":' + str(version).encode()
+        tail += b"}\n"
+        dumps = orjson.dumps
+        self._out.write(b"".join([head + dumps(record) + tail for record in records]))
+
+    def activate_version(self, stream, version):
+        """ACTIVATE_VERSION: the target may now drop rows of older versions of a full-table stream."""
+        self._message({"type": "ACTIVATE_VERSION", "stream": stream, "version": version})
+
+    def state(self, value):
+        """A STATE message, flushed so that it and every record before it reach the target."""
+        self._message({"type": "STATE", "value": value})
+        self._out.flush()

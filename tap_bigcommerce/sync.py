@@ -1,0 +1,368 @@
+"""The one sync loop: page, transform, emit, checkpoint. Bookmarks live here and nowhere else.
+
+Reading without loss. An incremental stream is read in date_modified order from its bookmark,
+never by page number: each request asks for the first page at or after the newest
+date_modified already seen (the filters are inclusive), and skips the ids it has already
+emitted at that second. A record edited while we page moves to a later date_modified, which the
+scan still reaches, so it cannot fall between two pages. When a whole page shares one second
+(a bulk import), the tap reads that second alone in id order with the stream's keyset
+(min_id, id:greater or the customers cursor) and then moves on to the next second.
+BigCommerce dates carry whole seconds, which is what makes "the next second" exact.
+
+Concurrency. Workers fetch; only the main thread writes. After a stream's first page the tap
+estimates how many pages remain and splits the rest of the date range into partitions (the
+last one open-ended, so records edited during the sync land in it) that workers scan in
+parallel, all drawing on the client's one Pacer. The bookmark only moves to the newest
+date_modified below which every record has been written: the first partition that has not
+finished holds it back, however far the later ones have got.
+"""
+import logging
+import math
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+import singer.metrics
+
+from tap_bigcommerce.config import bookmark_start
+from tap_bigcommerce.errors import ApiError
+from tap_bigcommerce.streams import CURSOR, ID_GREATER, MIN_ID
+from tap_bigcommerce.transform import BadDate, compile_transform, format_datetime, parse_datetime
+
+LOGGER = logging.getLogger(__name__)
+METRICS_LOGGER = logging.getLogger("tap_bigcommerce.metrics")
+ONE_SECOND = timedelta(seconds=1)
+PAGES_PER_PARTITION = 20  # fewer pages than this per partition wastes requests on short last pages
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class Job:
+    """One worker's share of a stream: a date_modified range [lower, upper], or the whole id range."""
+
+    run: "StreamRun"
+    lower: Optional[datetime] = None
+    upper: Optional[datetime] = None
+    plan: bool = False  # the stream's first job: it splits the rest of the range after page one
+    last_id: Optional[int] = None  # full-table resume point
+    emitted_max: Optional[datetime] = None
+    done: bool = False
+
+
+@dataclass
+class StreamRun:
+    """What the main thread knows of one stream while it syncs."""
+
+    selection: object
+    transform: object
+    jobs: list = field(default_factory=list)
+    version: Optional[int] = None
+    count: int = 0
+    counted: int = 0  # records already reported in a record_count metric
+    last_progress: float = 0.0
+
+    @property
+    def stream(self):
+        """The stream's row."""
+        return self.selection.stream
+
+    def watermark(self):
+        """The newest date_modified below which every record of this run has been written."""
+        mark = None
+        for job in self.jobs:
+            if job.emitted_max is not None and (mark is None or job.emitted_max > mark):
+                mark = job.emitted_max
+            if not job.done:
+                break
+        return mark
+
+
+class Syncer:
+    """Runs the selected streams: workers fetch pages, the calling thread writes them."""
+
+    def __init__(self, client, config, state, writer, clock=None):
+        self.client = client
+        self.config = config
+        self.state = state
+        self.state.setdefault("bookmarks", {})
+        self.writer = writer
+        self.now = clock or (lambda: datetime.now(timezone.utc))
+        self._queue = queue.Queue(maxsize=2 * config.max_workers + 2)
+        self._stop = threading.Event()
+        self._pool = None
+        self._pending = 0
+
+    # ---- the main thread -------------------------------------------------------------------
+
+    def run(self, selections):
+        """Sync every selection; returns when all are written or raises the first error."""
+        runs = []
+        for selection in selections:
+            stream = selection.stream
+            self.writer.schema(
+                stream.name,
+                selection.schema,
+                [stream.key],
+                [stream.replication_key] if stream.replication_key else None,
+            )
+            runs.append(StreamRun(selection, compile_transform(stream.name, selection.schema, selection.fields)))
+        if not runs:
+            LOGGER.warning("No stream is selected in the catalog; nothing to sync.")
+        self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="fetch")
+        try:
+            for run in runs:
+                self._submit(self._first_job(run))
+            while self._pending:
+                self._handle(self._queue.get())
+        finally:
+            self._stop.set()
+            self._drain_queue()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.writer.state(self.state)
+
+    def _first_job(self, run):
+        stream = run.stream
+        bookmark = self.state["bookmarks"].get(stream.name, {})
+        if stream.replication_key:
+            job = Job(run, lower=bookmark_start(self.state, stream, self.config), plan=True)
+        else:
+            resumed = "version" in bookmark and "last_id" in bookmark
+            run.version = bookmark["version"] if resumed else int(time.time() * 1000)
+            job = Job(run, last_id=bookmark["last_id"] if resumed else None)
+            if resumed:
+                LOGGER.info("%s: resuming the full-table sync after id %s", stream.name, job.last_id)
+        run.jobs.append(job)
+        return job
+
+    def _submit(self, job):
+        self._pending += 1
+        self._pool.submit(self._work, job)
+
+    def _handle(self, message):
+        kind, job, payload = message
+        if kind == "error":
+            raise payload
+        run = job.run
+        if kind == "records":
+            records, progress = payload
+            self._write(run, job, records, progress)
+        elif kind == "plan":
+            for new_job in payload:
+                run.jobs.append(new_job)
+                self._submit(new_job)
+            LOGGER.info("%s: reading the rest in %d parallel partitions", run.stream.name, len(payload) + 1)
+        elif kind == "done":
+            self._pending -= 1
+            job.done = True
+            if all(other.done for other in run.jobs):
+                self._finish(run)
+
+    def _write(self, run, job, records, progress):
+        stream = run.stream
+        if records:
+            self.writer.records(stream.name, records, format_datetime(self.now()), run.version)
+            run.count += len(records)
+        bookmarks = self.state["bookmarks"]
+        if stream.replication_key:
+            if progress is not None:
+                job.emitted_max = progress if job.emitted_max is None else max(job.emitted_max, progress)
+            self._advance_bookmark(run)
+        elif progress is not None:
+            bookmarks[stream.name] = {"version": run.version, "last_id": progress}
+        self.writer.state(self.state)
+        if time.monotonic() - run.last_progress >= PROGRESS_EVERY_S:
+            run.last_progress = time.monotonic()
+            self._report(run, f"{run.count} records so far")
+
+    def _advance_bookmark(self, run):
+        stream = run.stream
+        mark = run.watermark()
+        if mark is None:
+            return
+        entry = self.state["bookmarks"].setdefault(stream.name, {})
+        current = entry.get(stream.replication_key)
+        if current is None or parse_datetime(current) < mark:
+            entry[stream.replication_key] = format_datetime(mark)
+
+    def _bookmark_text(self, run):
+        entry = self.state["bookmarks"].get(run.stream.name, {})
+        if run.stream.replication_key:
+            return entry.get(run.stream.replication_key) or "none yet"
+        return f"id {entry['last_id']}" if "last_id" in entry else "none (full table)"
+
+    def _finish(self, run):
+        stream = run.stream
+        if not stream.replication_key:
+            self.writer.activate_version(stream.name, run.version)
+            self.state["bookmarks"].pop(stream.name, None)
+        self.writer.state(self.state)
+        self._report(run, f"done, {run.count} records")
+
+    def _report(self, run, what):
+        """A progress line and a Singer record_count metric for the records since the last one."""
+        LOGGER.info("%s: %s, bookmark %s", run.stream.name, what, self._bookmark_text(run))
+        point = singer.metrics.Point(
+            "counter", singer.metrics.Metric.record_count, run.count - run.counted, {"endpoint": run.stream.name}
+        )
+        singer.metrics.log(METRICS_LOGGER, point)
+        run.counted = run.count
+
+    def _drain_queue(self):
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    # ---- worker threads --------------------------------------------------------------------
+
+    def _put(self, message):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(message, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped()
+
+    def _work(self, job):
+        try:
+            if job.run.stream.replication_key:
+                self._scan_modified(job)
+            else:
+                self._scan_ids(job, {}, job.last_id, skip=frozenset())
+            self._put(("done", job, None))
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._stop.set()
+            try:
+                self._queue.put(("error", job, exc), timeout=5)
+            except queue.Full:
+                pass
+
+    def _get(self, stream, params):
+        if self._stop.is_set():
+            raise _Stopped()
+        params = dict(params, limit=self.config.page_size)
+        if stream.include:
+            params["include"] = stream.include
+        return self.client.get_page(stream, params)
+
+    def _emit(self, job, records, progress):
+        self._put(("records", job, ([job.run.transform(record) for record in records], progress)))
+
+    def _scan_modified(self, job):
+        """Read [job.lower, job.upper] in date_modified order, keyset style."""
+        stream = job.run.stream
+        lower, seen = job.lower, set()
+        while True:
+            params = dict(stream.sort_by_modified)
+            params.update(self._modified_range(stream, lower, job.upper))
+            page = self._get(stream, params)
+            moments = _modified_moments(stream, page.records, lower, job.upper)
+            if page.has_more and moments[0] == moments[-1]:
+                # A whole page in one second: read that second alone, in id order.
+                second = moments[0]
+                self._scan_ids(job, self._modified_range(stream, second, second),
+                               None, skip=seen if second == lower else frozenset(), second=second)
+                lower, seen = second + ONE_SECOND, set()
+                continue
+            fresh = [r for r, moment in zip(page.records, moments) if moment != lower or r.get("id") not in seen]
+            self._emit(job, fresh, moments[-1] if moments else None)
+            if not page.has_more:
+                return
+            if job.plan:
+                job.plan = False
+                self._split(job, page, moments)
+            if moments[-1] != lower:
+                lower, seen = moments[-1], set()
+            seen.update(r.get("id") for r, moment in zip(page.records, moments) if moment == lower)
+
+    def _scan_ids(self, job, base_params, last_id, skip, second=None):
+        """Read in id order with the stream's keyset, after last_id (a whole table or one second)."""
+        stream = job.run.stream
+        params = dict(stream.sort_by_id)
+        params.update(base_params)
+        cursor = None
+        while True:
+            query = dict(params)
+            if stream.id_keyset == CURSOR and cursor:
+                query["after"] = cursor
+            elif last_id is not None and stream.id_keyset == MIN_ID:
+                query["min_id"] = last_id + 1
+            elif last_id is not None and stream.id_keyset == ID_GREATER:
+                query["id:greater"] = last_id
+            page = self._get(stream, query)
+            ids = [record.get("id") for record in page.records]
+            if any(not isinstance(i, int) for i in ids) or ids != sorted(set(ids)) or (
+                last_id is not None and stream.id_keyset != CURSOR and ids and ids[0] <= last_id
+            ):
+                raise ApiError(f"{stream.name}: the store returned records out of id order; stopping rather than risk a gap.")
+            if second is not None:
+                _modified_moments(stream, page.records, second, second)
+            fresh = [record for record in page.records if record["id"] not in skip]
+            self._emit(job, fresh, second if second is not None else (ids[-1] if ids else last_id))
+            if not page.has_more or not ids:
+                return
+            last_id = ids[-1]
+            cursor = page.end_cursor
+            if stream.id_keyset == CURSOR and not cursor:
+                raise ApiError(f"{stream.name}: the store gave no cursor to continue from; stopping rather than risk a gap.")
+
+    def _modified_range(self, stream, lower, upper):
+        params = {stream.modified_min: lower.strftime(stream.modified_format)}
+        if upper is not None:
+            params[stream.modified_max] = upper.strftime(stream.modified_format)
+        return params
+
+    def _split(self, job, page, moments):
+        """After page one, cut the rest of the range into partitions for idle workers."""
+        workers = self.config.max_workers
+        start = moments[-1]
+        end = self.now().replace(microsecond=0)
+        seconds = int((end - start).total_seconds())
+        if workers < 2 or seconds < 2:
+            return
+        if page.total is not None:
+            remaining = page.total - len(page.records)
+        else:
+            spread = max((moments[-1] - moments[0]).total_seconds(), 1.0)
+            remaining = len(page.records) / spread * seconds
+        parts = min(workers, math.ceil(remaining / self.config.page_size / PAGES_PER_PARTITION), seconds)
+        if parts < 2:
+            return
+        width = seconds // parts
+        bounds = [start + timedelta(seconds=width * k) for k in range(1, parts)]
+        job.upper = bounds[0] - ONE_SECOND
+        new_jobs = []
+        for k, lower in enumerate(bounds):
+            upper = bounds[k + 1] - ONE_SECOND if k + 1 < len(bounds) else None
+            new_jobs.append(Job(job.run, lower=lower, upper=upper))
+        self._put(("plan", job, new_jobs))
+
+
+class _Stopped(Exception):
+    """Raised in a worker when the sync is stopping."""
+
+
+def _modified_moments(stream, records, lower, upper):
+    """The records' date_modified as datetimes, checked to be in order and inside [lower, upper]."""
+    key = stream.replication_key
+    try:
+        moments = [parse_datetime(record[key]) for record in records]
+    except (KeyError, TypeError, BadDate):
+        raise ApiError(f"{stream.name}: the store returned a record without a readable {key}.") from None
+    previous = lower
+    for moment in moments:
+        if moment < previous or (upper is not None and moment > upper):
+            raise ApiError(
+                f"{stream.name}: the store returned records outside the asked {key} range or out of order; "
+                "stopping rather than risk a gap."
+            )
+        previous = moment
+    return moments
