@@ -1,0 +1,499 @@
+"""Deterministic store data for the sandbox: compact records and their API serialization.
+
+Every record is kept as a small `Record` (id, seed, created, modified, version, a few sortable
+attributes); the full API object is rebuilt from the record's seed when a request asks for it, so a
+store of 100,000 orders stays small in memory. Dates are aware UTC datetimes with whole seconds,
+because BigCommerce dates carry no fractions.
+"""
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional, Sequence
+
+UTC = dt.timezone.utc
+STREAMS = ("coupons", "customers", "orders", "products")
+DATA_START = dt.datetime(2023, 1, 1, tzinfo=UTC)
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+FIRST_NAMES = ("Jane", "John", "Maria", "Wei", "Aisha", "Lucas", "Olivia", "Noah", "Emma", "Liam",
+               "Sofia", "Mateo", "Chloe", "Arjun", "Yuki", "Fatima", "Omar", "Hannah", "Ivan", "Zoe")
+LAST_NAMES = ("Doe", "Smith", "Garcia", "Chen", "Khan", "Müller", "Rossi", "Nguyen", "Brown",
+              "O'Neil", "Kowalski", "Silva", "Tanaka", "Dubois", "Jensen", "Okafor", "Novak", "Reyes")
+PLACES = (("Austin", "Texas", "78751", "United States", "US"),
+          ("Portland", "Oregon", "97201", "United States", "US"),
+          ("Toronto", "Ontario", "M5V 2T6", "Canada", "CA"),
+          ("Sydney", "New South Wales", "2000", "Australia", "AU"),
+          ("London", "England", "SW1A 1AA", "United Kingdom", "GB"),
+          ("Berlin", "Berlin", "10115", "Germany", "DE"))
+STREETS = ("Main Street", "Oak Avenue", "Elm Road", "Harbour Lane", "King Street", "Maple Drive")
+ADJECTIVES = ("Classic", "Organic", "Handmade", "Vintage", "Compact", "Deluxe", "Rustic", "Smart")
+NOUNS = ("Le Parfait Jar", "Tea Towel", "Water Bottle", "Desk Lamp", "Backpack", "Mug", "Candle",
+         "Notebook", "Chair", "Sneakers", "Scarf", "Coffee Grinder")
+ORDER_STATUSES = {0: "Incomplete", 1: "Pending", 2: "Shipped", 3: "Partially Shipped", 4: "Refunded",
+                  5: "Cancelled", 6: "Declined", 7: "Awaiting Payment", 8: "Awaiting Pickup",
+                  9: "Awaiting Shipment", 10: "Completed", 11: "Awaiting Fulfillment",
+                  12: "Manual Verification Required", 13: "Disputed", 14: "Partially Refunded"}
+# Weights make finished orders common, as in a real store.
+_STATUS_WEIGHTS = (2, 3, 20, 2, 2, 3, 1, 3, 1, 4, 30, 20, 1, 1, 2)
+COUPON_TYPES = ("per_item_discount", "percentage_discount", "per_total_discount",
+                "shipping_discount", "free_shipping", "promotion")
+PAYMENT_METHODS = ("Credit Card", "PayPal", "Cash on Delivery", "Bank Deposit", "Store Credit")
+PAYMENT_STATUSES = ("authorized", "captured", "paid", "pending", "refunded", "")
+
+
+def rfc2822(value: dt.datetime) -> str:
+    """Format an aware UTC datetime the way v2 bodies do: `Wed, 05 Dec 2018 20:16:55 +0000`."""
+    return (f"{_DAYS[value.weekday()]}, {value.day:02d} {_MONTHS[value.month - 1]} {value.year} "
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} +0000")
+
+
+def iso_z(value: dt.datetime) -> str:
+    """Format an aware UTC datetime the way v3 customers do: `2020-02-07T19:58:03Z`."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_offset(value: dt.datetime) -> str:
+    """Format an aware UTC datetime the way v3 products do: `2018-09-05T20:42:07+00:00`."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def money(cents: int) -> str:
+    """Format an amount in cents as a v2 money string with 4 decimals (`"336.3200"`)."""
+    return f"{cents // 100}.{cents % 100:02d}00" if cents >= 0 else "-" + money(-cents)
+
+
+def now_utc() -> dt.datetime:
+    """Return the current time as an aware UTC datetime with whole seconds."""
+    return dt.datetime.now(UTC).replace(microsecond=0)
+
+
+class Record:
+    """One record of a stream: identity, dates, edit count and the attributes a sort needs."""
+
+    __slots__ = ("id", "seed", "created", "modified", "version", "attrs")
+
+    def __init__(self, rid: int, seed: int, created: dt.datetime, modified: dt.datetime, attrs: tuple):
+        self.id = rid
+        self.seed = seed
+        self.created = created
+        self.modified = modified
+        self.version = 0
+        self.attrs = attrs
+
+
+class StreamData:
+    """The records of one stream, with ids in ascending order and a sorted (date_modified, id) index."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.by_id: dict[int, Record] = {}
+        self.ids: list[int] = []
+        self.mod_index: list[tuple[dt.datetime, int]] = []
+        self.next_id = 1
+
+    def load(self, records: Sequence[Record]) -> None:
+        """Add many records at once (ids ascending) and build the index in one sort."""
+        for rec in records:
+            self.by_id[rec.id] = rec
+            self.ids.append(rec.id)
+            self.next_id = max(self.next_id, rec.id + 1)
+        self.mod_index = sorted((r.modified, r.id) for r in self.by_id.values())
+
+    def add(self, rec: Record) -> None:
+        """Add one record whose id is larger than any before."""
+        self.by_id[rec.id] = rec
+        self.ids.append(rec.id)
+        self.next_id = rec.id + 1
+        bisect.insort(self.mod_index, (rec.modified, rec.id))
+
+    def remove(self, rid: int) -> None:
+        """Delete a record: it simply vanishes from every list."""
+        rec = self.by_id.pop(rid)
+        del self.ids[bisect.bisect_left(self.ids, rid)]
+        del self.mod_index[bisect.bisect_left(self.mod_index, (rec.modified, rid))]
+
+    def touch(self, rid: int, when: dt.datetime) -> None:
+        """Mark a record edited at `when`: date_modified moves and the index follows."""
+        rec = self.by_id[rid]
+        del self.mod_index[bisect.bisect_left(self.mod_index, (rec.modified, rid))]
+        rec.modified = when
+        rec.version += 1
+        bisect.insort(self.mod_index, (when, rid))
+
+    def oldest(self, count: int) -> list[int]:
+        """Return the ids of the `count` records with the smallest (date_modified, id)."""
+        return [rid for _, rid in self.mod_index[:count]]
+
+    def ids_between(self, lo: Optional[int], hi: Optional[int]) -> Sequence[int]:
+        """Return the ids in [lo, hi] (either bound optional), ascending."""
+        start = 0 if lo is None else bisect.bisect_left(self.ids, lo)
+        end = len(self.ids) if hi is None else bisect.bisect_right(self.ids, hi)
+        return self.ids[start:end]
+
+    def ids_by_modified(self, lo: Optional[dt.datetime], hi: Optional[dt.datetime],
+                        descending: bool = False) -> Iterator[int]:
+        """Yield ids with lo <= date_modified <= hi by date_modified; ties always by id ascending."""
+        idx = self.mod_index
+        start = 0 if lo is None else bisect.bisect_left(idx, (lo,))
+        end = len(idx) if hi is None else bisect.bisect_right(idx, (hi, float("inf")))
+        if not descending:
+            return (rid for _, rid in itertools.islice(idx, start, end))
+        groups = itertools.groupby((idx[i] for i in range(end - 1, start - 1, -1)), key=lambda k: k[0])
+        return (rid for _, grp in groups for rid in sorted(k[1] for k in grp))
+
+
+def _mix(*parts: int) -> int:
+    """Combine integers into one 64-bit seed, stable across runs (unlike hash())."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = ((value ^ (part & 0xFFFFFFFFFFFFFFFF)) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        value ^= value >> 29
+    return value
+
+
+_STATUS_TABLE = tuple(status for status, weight in enumerate(_STATUS_WEIGHTS) for _ in range(weight))
+_CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def _attrs(stream: str, seed: int, rid: int) -> tuple:
+    """Derive the attributes that filters and sorts read from bits of the seed (fast for 100,000 records)."""
+    if stream == "orders":
+        customer = 0 if seed % 100 < 15 else (seed >> 8) % 5000 + 1
+        return (customer, _STATUS_TABLE[(seed >> 24) % len(_STATUS_TABLE)])
+    if stream == "customers":
+        return (FIRST_NAMES[seed % len(FIRST_NAMES)], LAST_NAMES[(seed >> 8) % len(LAST_NAMES)])
+    if stream == "coupons":
+        return ("".join(_CODE_LETTERS[(seed >> (5 * n)) & 31] for n in range(8)) + str(rid),)
+    name = f"{ADJECTIVES[seed % len(ADJECTIVES)]} {NOUNS[(seed >> 8) % len(NOUNS)]} {rid}"
+    price = ((seed >> 16) % 49800 + 199) / 100
+    return (name, f"SKU-{rid:05d}", price, (seed >> 32) % 501, (seed >> 42) % 10 != 0, (seed >> 48) % 901)
+
+
+@dataclass
+class StoreSpec:
+    """What to generate: the seed, record counts, same-second clusters and the end of the date range."""
+
+    seed: int = 1
+    counts: dict = None
+    same_second: dict = None
+    data_end: Optional[dt.datetime] = None
+
+
+class StoreData:
+    """All four streams of one sandbox store, generated from a seed, plus API serialization."""
+
+    def __init__(self, spec: StoreSpec):
+        self.seed = spec.seed
+        self.end = (spec.data_end or (now_utc() - dt.timedelta(hours=1))).astimezone(UTC).replace(microsecond=0)
+        self.start = min(DATA_START, self.end - dt.timedelta(days=30))
+        self.streams = {name: StreamData(name) for name in STREAMS}
+        counts = spec.counts or {}
+        same = spec.same_second or {}
+        for number, name in enumerate(STREAMS):
+            self._generate(number, name, int(counts.get(name, 0)), int(same.get(name, 0)))
+
+    def _generate(self, number: int, name: str, count: int, same: int) -> None:
+        """Generate `count` records spread over the range plus `same` records sharing one second."""
+        rng = random.Random(_mix(self.seed, number))
+        span = int((self.end - self.start).total_seconds())
+        rand = rng.random
+        created = sorted(int(rand() * span) for _ in range(count))
+        records = []
+        for i, offset in enumerate(created, start=1):
+            made = self.start + dt.timedelta(seconds=offset)
+            # Many records are never touched after creation; the rest were edited later.
+            later = 0 if rand() < 0.4 else int(rand() * (span - offset + 1))
+            records.append(self.new_record(name, i, made, made + dt.timedelta(seconds=later)))
+        # The cluster sits in the middle of the range so ordinary records come before and after it.
+        second = self.start + dt.timedelta(seconds=span // 2)
+        for i in range(count + 1, count + same + 1):
+            made = second - dt.timedelta(seconds=rng.randrange(30 * 86400))
+            records.append(self.new_record(name, i, made, second))
+        self.streams[name].load(records)
+
+    def new_record(self, stream: str, rid: int, created: dt.datetime, modified: dt.datetime) -> Record:
+        """Build the compact record for `rid`; its content depends only on the seed, stream and id."""
+        seed = _mix(self.seed, STREAMS.index(stream) + 11, rid)
+        return Record(rid, seed, created, modified, _attrs(stream, seed, rid))
+
+    def create(self, stream: str, count: int, when: dt.datetime) -> list[int]:
+        """Append `count` new records created and modified at `when`; return their ids."""
+        data = self.streams[stream]
+        made = []
+        for _ in range(count):
+            rid = data.next_id
+            data.add(self.new_record(stream, rid, when, when))
+            made.append(rid)
+        return made
+
+    # ----- serialization -----
+
+    def serialize(self, stream: str, rec: Record, include: Iterable[str] = (), base_url: str = "",
+                  store_hash: str = "sandbox") -> dict:
+        """Return the record as the API would send it (with the `include=` extras asked for)."""
+        if stream == "orders":
+            return self.order(rec, base_url, store_hash)
+        if stream == "coupons":
+            return self.coupon(rec)
+        if stream == "customers":
+            return self.customer(rec, set(include))
+        return self.product(rec, set(include))
+
+    @staticmethod
+    def _rng(rec: Record, salt: int = 0) -> random.Random:
+        """A generator for the record's details, separate from the one that drew its attributes."""
+        return random.Random(rec.seed ^ (0x5BD1E995 + salt))
+
+    def order_lines(self, rec: Record) -> list[dict]:
+        """The order's products sub-resource (v2 format), derived from the order's seed."""
+        rng = self._rng(rec, 1)
+        lines = []
+        for n in range(rng.randint(1, 4)):
+            qty = rng.randint(1, 5)
+            price = rng.randint(199, 19999)
+            product_id = rng.randint(1, 500)
+            name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
+            lines.append({
+                "id": rec.id * 10 + n, "order_id": rec.id, "product_id": product_id, "variant_id": product_id * 3,
+                "order_address_id": rec.id, "name": name, "name_customer": name, "name_merchant": name,
+                "sku": f"SKU-{product_id:05d}", "upc": "", "type": "physical",
+                "base_price": money(price), "price_ex_tax": money(price), "price_inc_tax": money(price),
+                "price_tax": money(0), "base_total": money(price * qty), "total_ex_tax": money(price * qty),
+                "total_inc_tax": money(price * qty), "total_tax": money(0), "quantity": qty,
+                "base_cost_price": money(price // 2), "cost_price_inc_tax": money(price // 2),
+                "cost_price_ex_tax": money(price // 2), "cost_price_tax": money(0), "weight": "1.0000",
+                "width": "0.0000", "height": "0.0000", "depth": "0.0000", "is_refunded": False,
+                "quantity_refunded": 0, "refund_amount": money(0), "return_id": 0, "wrapping_id": 0,
+                "wrapping_name": None, "base_wrapping_cost": money(0), "wrapping_cost_ex_tax": money(0),
+                "wrapping_cost_inc_tax": money(0), "wrapping_cost_tax": money(0), "wrapping_message": "",
+                "quantity_shipped": 0, "event_name": None, "event_date": None, "fixed_shipping_cost": money(0),
+                "ebay_item_id": "", "ebay_transaction_id": "", "option_set_id": None,
+                "parent_order_product_id": None, "is_bundled_product": False, "bin_picking_number": "",
+                "external_id": None, "brand": "", "gift_certificate_id": None, "applied_discounts": [],
+                "product_options": [], "configurable_fields": [],
+            })
+        return lines
+
+    def _person(self, rng: random.Random) -> dict:
+        """A name and postal address in v2 field names."""
+        city, state, zipcode, country, iso2 = rng.choice(PLACES)
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        return {"first_name": first, "last_name": last, "company": rng.choice(("", "", "Acme Corp")),
+                "street_1": f"{rng.randint(1, 999)} {rng.choice(STREETS)}", "street_2": "", "city": city,
+                "state": state, "zip": zipcode, "country": country, "country_iso2": iso2,
+                "phone": f"555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}",
+                "email": f"{first.lower()}.{rng.randint(1, 99999)}@example.com"}
+
+    def order_shipping_addresses(self, rec: Record) -> list[dict]:
+        """The order's shipping_addresses sub-resource (v2 format)."""
+        rng = self._rng(rec, 2)
+        addr = self._person(rng)
+        items = sum(line["quantity"] for line in self.order_lines(rec))
+        return [dict(addr, id=rec.id, order_id=rec.id, items_total=items,
+                     items_shipped=items if rec.attrs[1] in (2, 10) else 0,
+                     shipping_method="Flat Rate", base_cost=money(500), cost_ex_tax=money(500),
+                     cost_inc_tax=money(500), cost_tax=money(0), cost_tax_class_id=2,
+                     base_handling_cost=money(0), handling_cost_ex_tax=money(0), handling_cost_inc_tax=money(0),
+                     handling_cost_tax=money(0), handling_cost_tax_class_id=2, shipping_zone_id=1,
+                     shipping_zone_name="United States", form_fields=[])]
+
+    def order_coupons(self, rec: Record) -> list[dict]:
+        """The order's coupons sub-resource (v2 format); most orders have none."""
+        rng = self._rng(rec, 3)
+        if rng.random() < 0.75:
+            return []
+        coupon_id = rng.randint(1, 40)
+        return [{"id": rec.id, "coupon_id": coupon_id, "order_id": rec.id, "code": f"SAVE{coupon_id}",
+                 "amount": "5.0000", "type": 2, "discount": 5.0}]
+
+    def order(self, rec: Record, base_url: str, store_hash: str) -> dict:
+        """Serialize an order as GET /v2/orders does."""
+        rng = self._rng(rec)
+        customer_id, status_id = rec.attrs
+        lines = self.order_lines(rec)
+        subtotal = sum(round(float(line["base_total"]) * 100) for line in lines)
+        tax = subtotal * rng.choice((0, 0, 5, 8, 10)) // 100
+        coupon = 500 if self.order_coupons(rec) else 0
+        shipping = 500
+        total = subtotal + tax + shipping - coupon
+        shipped = status_id in (2, 3, 10)
+        items = sum(line["quantity"] for line in lines)
+        bill = self._person(rng)
+        bill["form_fields"] = []
+        link = f"{base_url}/stores/{store_hash}/v2/orders/{rec.id}"
+        return {
+            "id": rec.id, "customer_id": customer_id, "date_created": rfc2822(rec.created),
+            "date_modified": rfc2822(rec.modified),
+            "date_shipped": rfc2822(rec.modified) if shipped else "",
+            "status_id": status_id, "status": ORDER_STATUSES[status_id],
+            "custom_status": ORDER_STATUSES[status_id], "cart_id": f"{rec.seed:016x}"[:16],
+            "subtotal_ex_tax": money(subtotal), "subtotal_inc_tax": money(subtotal + tax),
+            "subtotal_tax": money(tax), "base_shipping_cost": money(shipping),
+            "shipping_cost_ex_tax": money(shipping), "shipping_cost_inc_tax": money(shipping),
+            "shipping_cost_tax": money(0), "shipping_cost_tax_class_id": 2, "base_handling_cost": money(0),
+            "handling_cost_ex_tax": money(0), "handling_cost_inc_tax": money(0), "handling_cost_tax": money(0),
+            "handling_cost_tax_class_id": 2, "base_wrapping_cost": money(0), "wrapping_cost_ex_tax": money(0),
+            "wrapping_cost_inc_tax": money(0), "wrapping_cost_tax": money(0), "wrapping_cost_tax_class_id": 3,
+            "total_ex_tax": money(total - tax), "total_inc_tax": money(total), "total_tax": money(tax),
+            "is_tax_inclusive_pricing": False, "items_total": items, "items_shipped": items if shipped else 0,
+            "payment_method": rng.choice(PAYMENT_METHODS),
+            "payment_provider_id": rng.choice(("", None, f"ch_{rec.seed % 10**10}")),
+            "payment_status": rng.choice(PAYMENT_STATUSES), "refunded_amount": money(0),
+            "order_is_digital": False, "store_credit_amount": money(0), "gift_certificate_amount": money(0),
+            "ip_address": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+            "ip_address_v6": "", "geoip_country": bill["country"], "geoip_country_iso2": bill["country_iso2"],
+            "currency_id": 1, "currency_code": "USD", "currency_exchange_rate": "1.0000000000",
+            "default_currency_id": 1, "default_currency_code": "USD",
+            "store_default_currency_code": "USD", "store_default_to_transactional_exchange_rate": "1.0000000000",
+            "staff_notes": f"Edited {rec.version} time(s)" if rec.version else "",
+            "customer_message": "", "discount_amount": money(coupon), "coupon_discount": money(coupon),
+            "shipping_address_count": 1, "is_deleted": False, "ebay_order_id": "0",
+            "is_email_opt_in": rng.random() < 0.3, "credit_card_type": None,
+            "order_source": rng.choice(("www", "www", "manual", "iphone", "external")), "channel_id": 1,
+            "external_source": None, "external_id": None, "external_merchant_id": None,
+            "external_order_id": "", "tax_provider_id": "BasicTaxProvider", "customer_locale": "en",
+            "billing_address": bill,
+            "products": {"url": f"{link}/products", "resource": f"/orders/{rec.id}/products"},
+            "shipping_addresses": {"url": f"{link}/shippingaddresses",
+                                   "resource": f"/orders/{rec.id}/shippingaddresses"},
+            "coupons": {"url": f"{link}/coupons", "resource": f"/orders/{rec.id}/coupons"},
+        }
+
+    def coupon(self, rec: Record) -> dict:
+        """Serialize a coupon as GET /v2/coupons does (no date_modified: the API has none)."""
+        rng = self._rng(rec)
+        kind = rng.choice(COUPON_TYPES)
+        promo = kind == "promotion"
+        expires = ""
+        if rng.random() < 0.4:
+            expires = rfc2822((rec.created + dt.timedelta(days=rng.randint(7, 365))).replace(hour=0, minute=0, second=0))
+        restricted = rng.choice(({}, {}, {"countries": "AU"}, {"countries": ["US", "CA"]},
+                                 {"zips": {"AU": ["2000", "20??"]}}))
+        return {
+            "id": rec.id, "name": f"Coupon {rec.id}: {rng.randint(5, 50)} off",
+            "type": kind, "amount": money(0 if promo else rng.randint(1, 50) * 100),
+            "min_purchase": money(0 if promo else rng.choice((0, 0, 2000, 5000))), "expires": expires,
+            "enabled": rng.random() < 0.8, "code": rec.attrs[0],
+            "applies_to": {"entity": rng.choice(("products", "categories")),
+                           "ids": sorted(rng.sample(range(0, 60), rng.randint(1, 3)))},
+            "num_uses": rng.randint(0, 200) + rec.version, "max_uses": rng.choice((0, 100, 500)),
+            "max_uses_per_customer": rng.choice((0, 1)),
+            "restricted_to": [] if promo else restricted,
+            "shipping_methods": None if promo else rng.choice(([], [], ["shipping_flatrate"])),
+            "date_created": rfc2822(rec.created),
+        }
+
+    def customer(self, rec: Record, include: set) -> dict:
+        """Serialize a customer as GET /v3/customers does; include= adds the optional arrays."""
+        rng = self._rng(rec)
+        first, last = rec.attrs
+        addresses = []
+        for n in range(rng.randint(0, 3)):
+            city, state, zipcode, country, iso2 = rng.choice(PLACES)
+            addresses.append({
+                "id": rec.id * 10 + n, "customer_id": rec.id, "first_name": first, "last_name": last,
+                "company": "", "address1": f"{rng.randint(1, 999)} {rng.choice(STREETS)}", "address2": "",
+                "city": city, "state_or_province": state, "postal_code": zipcode, "country_code": iso2,
+                "country": country, "phone": "", "address_type": rng.choice(("residential", "commercial")),
+                "form_fields": []})
+        attributes = [{"id": rec.id * 10 + n, "attribute_id": n + 1,
+                       "attribute_value": rng.choice(("gold", "silver", "42", "yes")), "customer_id": rec.id,
+                       "date_created": iso_z(rec.created), "date_modified": iso_z(rec.modified)}
+                      for n in range(rng.randint(0, 2))]
+        body = {
+            "id": rec.id, "email": f"{first.lower()}.{last.lower().replace(chr(39), '')}{rec.id}@example.com",
+            "first_name": first, "last_name": last, "company": rng.choice(("", "", "Acme Corp", "Globex")),
+            "phone": rng.choice(("", f"555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}")),
+            "registration_ip_address": f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+            "notes": f"Edited {rec.version} time(s)" if rec.version else "",
+            "tax_exempt_category": "", "customer_group_id": rng.choice((0, 0, 1, 2)),
+            "date_created": iso_z(rec.created), "date_modified": iso_z(rec.modified),
+            "address_count": len(addresses), "attribute_count": len(attributes),
+            "authentication": {"force_password_reset": False},
+            "accepts_product_review_abandoned_cart_emails": rng.random() < 0.5,
+            "origin_channel_id": 1, "channel_ids": rng.choice((None, [1])),
+        }
+        if "addresses" in include:
+            body["addresses"] = addresses
+        if "attributes" in include:
+            body["attributes"] = attributes
+        if "formfields" in include:
+            body["form_fields"] = [{"name": "Newsletter", "value": rng.choice(("yes", "no")), "customer_id": rec.id}]
+        if "storecredit" in include:
+            body["store_credit_amounts"] = [{"amount": rng.choice((0, 0, 5, 43.15))}]
+        if "shopper_profile_id" in include:
+            body["shopper_profile_id"] = f"{rec.seed:032x}"[:32]
+        if "segment_ids" in include:
+            body["segment_ids"] = []
+        return body
+
+    def product(self, rec: Record, include: set) -> dict:
+        """Serialize a product as GET /v3/catalog/products does; include= adds the optional arrays."""
+        rng = self._rng(rec)
+        name, sku, price, inventory, visible, sold = rec.attrs
+        slug = name.lower().replace(" ", "-")
+        body = {
+            "id": rec.id, "name": name, "type": rng.choice(("physical", "physical", "digital")), "sku": sku,
+            "description": f"<p>{name}. Lorem ipsum dolor sit amet.</p>",
+            "weight": rng.randint(0, 20), "width": 0, "depth": 0, "height": 0, "price": price,
+            "cost_price": round(price / 2, 2), "retail_price": round(price * 1.2, 2), "sale_price": 0,
+            "map_price": 0, "tax_class_id": 0, "product_tax_code": "", "calculated_price": price,
+            "categories": sorted(rng.sample(range(18, 40), 2)), "brand_id": rng.randint(0, 40),
+            "option_set_id": None, "option_set_display": "right", "inventory_level": inventory,
+            "inventory_warning_level": 0, "inventory_tracking": rng.choice(("none", "product", "variant")),
+            "reviews_rating_sum": 0, "reviews_count": 0, "total_sold": sold, "fixed_cost_shipping_price": 0,
+            "is_free_shipping": rng.random() < 0.2, "is_visible": visible, "is_featured": rng.random() < 0.1,
+            "related_products": [-1], "warranty": "", "bin_picking_number": "", "layout_file": "product.html",
+            "upc": "", "mpn": "", "gtin": "", "search_keywords": "", "availability": "available",
+            "availability_description": "", "gift_wrapping_options_type": "any", "gift_wrapping_options_list": [],
+            "sort_order": 0, "condition": "New", "is_condition_shown": False, "order_quantity_minimum": 0,
+            "order_quantity_maximum": 0, "page_title": "", "meta_keywords": [], "meta_description": "",
+            "date_created": iso_offset(rec.created), "date_modified": iso_offset(rec.modified),
+            "view_count": rng.randint(0, 3000) + rec.version, "preorder_release_date": None,
+            "preorder_message": "", "is_preorder_only": False, "is_price_hidden": False,
+            "price_hidden_label": "", "custom_url": {"url": f"/{slug}/", "is_customized": False},
+            "base_variant_id": rec.id * 10, "open_graph_type": "product", "open_graph_title": "",
+            "open_graph_description": "", "open_graph_use_meta_description": True,
+            "open_graph_use_product_name": True, "open_graph_use_image": True, "date_last_imported": "",
+        }
+        images = [{"id": rec.id * 10 + n, "product_id": rec.id, "is_thumbnail": n == 0, "sort_order": n,
+                   "description": "", "image_url": f"https://cdn.example.com/{slug}-{n}.jpg",
+                   "url_zoom": f"https://cdn.example.com/zoom/{slug}-{n}.jpg",
+                   "url_standard": f"https://cdn.example.com/std/{slug}-{n}.jpg",
+                   "url_thumbnail": f"https://cdn.example.com/thumb/{slug}-{n}.jpg",
+                   "url_tiny": f"https://cdn.example.com/tiny/{slug}-{n}.jpg",
+                   "date_modified": iso_offset(rec.modified)} for n in range(rng.randint(0, 3))]
+        if "variants" in include:
+            body["variants"] = [{
+                "id": rec.id * 10 + n, "product_id": rec.id, "sku": f"{sku}-{n}", "sku_id": rec.id * 10 + n,
+                "price": None if n == 0 else price, "calculated_price": price, "sale_price": None,
+                "retail_price": None, "map_price": None, "cost_price": None, "weight": None,
+                "calculated_weight": body["weight"], "width": None, "height": None, "depth": None,
+                "is_free_shipping": False, "fixed_cost_shipping_price": None, "purchasing_disabled": False,
+                "purchasing_disabled_message": "", "image_url": "", "upc": "", "mpn": "", "gtin": "",
+                "inventory_level": inventory, "inventory_warning_level": 0, "bin_picking_number": "",
+                "option_values": []} for n in range(rng.randint(1, 3))]
+        if "images" in include:
+            body["images"] = images
+        if "primary_image" in include:
+            body["primary_image"] = images[0] if images else None
+        if "custom_fields" in include:
+            body["custom_fields"] = [{"id": rec.id * 10 + n, "name": f"field_{n}", "value": "yes"}
+                                     for n in range(rng.randint(0, 2))]
+        if "bulk_pricing_rules" in include:
+            body["bulk_pricing_rules"] = [{"id": rec.id, "quantity_min": 10, "quantity_max": 0, "type": "percent",
+                                           "amount": 5}] if rng.random() < 0.3 else []
+        if "videos" in include:
+            body["videos"] = [{"id": rec.id, "product_id": rec.id, "title": f"{name} video", "description": "",
+                               "sort_order": 0, "type": "youtube", "video_id": "dQw4w9WgXcQ", "length": "01:00"}
+                              ] if rng.random() < 0.2 else []
+        for key in ("options", "modifiers", "channels", "parent_relations", "reviews"):
+            if key in include:
+                body[key] = [1] if key == "channels" else []
+        return body

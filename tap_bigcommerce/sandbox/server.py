@@ -1,0 +1,851 @@
+"""The sandbox HTTP server: answers like a BigCommerce store for coupons, orders, customers and products.
+
+It follows `shared/bigcommerce-api.md`. Where the facts sheet is silent, these are the choices made:
+
+- Order of checks: the rate limit first (every request that arrives counts, errors included, except
+  429s), then the store hash (404), the token (401), the path (404; a v3 path with a trailing slash
+  gets 403 "Authentication Required", as once reported), the scope (403), then the parameters.
+- A "data request" is a GET to a list endpoint or an order sub-resource that passed the quota, the
+  token and the scope. Data requests are numbered from 1 across the server; faults are drawn for
+  each one in that order, and a `Change(after_request=N)` is applied once request N has been answered
+  (and, to be safe against a fast client, before request N+1 is served).
+- v3 `limit` above 250 gets 413 like v2 (the docs say 413 for a too-large limit and say no more);
+  `limit` or `page` below 1 or not a number gets 400 on v2 and 422 on v3.
+- Customers: `sort` together with `after`/`before` gets 422, because the cursor is keyset on id and
+  silently dropping the sort would hide a tap bug. `after` and `before` together get 422 too.
+  Cursor pages are in id order. Page 1 without a cursor carries both `pagination` and
+  `cursor_pagination`; a cursor request carries only `cursor_pagination`.
+- v3 `total_pages` is 0 when nothing matches; past the end v3 answers 200 with `data: []`.
+- Unknown parameter names get 400 (v2) or 422 (v3) in strict mode; without strict they are ignored.
+- Order sub-resources of an order that does not exist get 404; an empty list gets 204.
+- A dropped request is logged with status None.
+- Deletes happen before edits in one Change, so one Change never edits a record it deletes.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import datetime as dt
+import email.utils
+import itertools
+import json
+import math
+import random
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterable, Optional, Sequence
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import orjson
+
+from tap_bigcommerce.sandbox.data import STREAMS, Record, StoreData, StoreSpec, StreamData, now_utc
+
+ALL_SCOPES = ("store_v2_marketing_read_only", "store_v2_orders_read_only",
+              "store_v2_customers_read_only", "store_v2_products_read_only")
+SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_orders_read_only",
+            "customers": "store_v2_customers_read_only", "products": "store_v2_products_read_only"}
+ERROR_TYPE = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
+FAULTS = ("500", "502", "503", "504", "drop", "truncate", "429", "429-bare")
+MAX_LIMIT = 250
+CUSTOMER_INCLUDES = {"addresses", "storecredit", "attributes", "formfields", "shopper_profile_id", "segment_ids"}
+PRODUCT_INCLUDES = {"bulk_pricing_rules", "channels", "custom_fields", "images", "modifiers", "options",
+                    "parent_relations", "primary_image", "reviews", "variants", "videos"}
+V2_DATE_FILTERS = ("min_date_modified", "max_date_modified", "min_date_created", "max_date_created")
+V3_CUSTOMER_DATES = ("date_modified:min", "date_modified:max", "date_created:min", "date_created:max")
+
+
+@dataclass
+class Change:
+    """A change to apply once, right after the `after_request`-th data request has been answered."""
+
+    after_request: int
+    stream: str
+    edit: int = 0
+    create: int = 0
+    delete: int = 0
+    edit_ids: Optional[Sequence[int]] = None
+
+
+@dataclass
+class SandboxOptions:
+    """Everything that shapes a sandbox store: data, limits, faults, changes, tokens and where to listen."""
+
+    seed: int = 1
+    coupons: int = 40
+    customers: int = 150
+    orders: int = 400
+    products: int = 120
+    quota: int = 150
+    window_ms: int = 30000
+    latency_ms: float = 0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    truncate_rate: float = 0.0
+    fault_seed: int = 0
+    faults_at: dict = field(default_factory=dict)
+    same_second: dict = field(default_factory=dict)
+    changes: list = field(default_factory=list)
+    tokens: dict = field(default_factory=dict)
+    store_hash: str = "sandbox"
+    token: str = "sandbox-token"
+    strict: bool = True
+    host: str = "127.0.0.1"
+    port: int = 0
+    log_path: Optional[str] = None
+    data_end: Optional[dt.datetime] = None
+
+
+class ApiError(Exception):
+    """An error answer: its status and message, rendered in the v2 or v3 body shape."""
+
+    def __init__(self, status: int, message: str, errors: Optional[dict] = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or {}
+
+
+def error_body(version: str, status: int, message: str, errors: Optional[dict] = None) -> bytes:
+    """Render an error body: a list of {status, message} on v2, {status, title, type, errors} on v3."""
+    if version == "v2":
+        return orjson.dumps([{"status": status, "message": message}])
+    return orjson.dumps({"status": status, "title": message, "type": ERROR_TYPE, "errors": errors or {}})
+
+
+class RateLimiter:
+    """A fixed-window quota: a window opens at the first request after the last one ended."""
+
+    def __init__(self, quota: int, window_ms: int):
+        self.quota = quota
+        self.window = window_ms / 1000.0
+        self.started: Optional[float] = None
+        self.used = 0
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[bool, dict]:
+        """Count one arriving request; return whether it is allowed and the headers for its answer."""
+        now = time.monotonic()
+        with self.lock:
+            if self.started is None or now >= self.started + self.window:
+                self.started, self.used = now, 0
+            reset_ms = max(0, math.ceil((self.started + self.window - now) * 1000))
+            allowed = self.used < self.quota
+            if allowed:
+                self.used += 1
+            headers = {"X-Rate-Limit-Requests-Left": str(self.quota - self.used),
+                       "X-Rate-Limit-Requests-Quota": str(self.quota),
+                       "X-Rate-Limit-Time-Reset-Ms": str(reset_ms),
+                       "X-Rate-Limit-Time-Window-Ms": str(int(self.window * 1000))}
+            if not allowed:
+                headers["X-Retry-After"] = str(max(1, math.ceil(reset_ms / 1000)))
+            return allowed, headers
+
+    def refund(self, headers: dict) -> dict:
+        """Give back the request just counted (an injected 429 costs nothing) and fix its headers."""
+        with self.lock:
+            self.used = max(0, self.used - 1)
+        fixed = dict(headers)
+        fixed["X-Rate-Limit-Requests-Left"] = str(int(headers["X-Rate-Limit-Requests-Left"]) + 1)
+        fixed["X-Retry-After"] = str(max(1, math.ceil(int(headers["X-Rate-Limit-Time-Reset-Ms"]) / 1000)))
+        return fixed
+
+
+@dataclass
+class Reply:
+    """What to send back for one request."""
+
+    status: int
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    fault: Optional[str] = None
+    data_number: int = 0
+
+
+# ----- query parsing -----
+
+def parse_date(value: str, date_only: str = "midnight", allow_epoch: bool = False) -> dt.datetime:
+    """Parse a filter date: ISO 8601 (naive = UTC), RFC 2822, or a unix timestamp when allowed.
+
+    `date_only` says what a bare date means: "midnight" (UTC) or "now" (the current time of day,
+    as v3 products do).
+    """
+    text = value.strip()
+    if allow_epoch and re.fullmatch(r"\d{1,12}", text):
+        return dt.datetime.fromtimestamp(int(text), dt.timezone.utc)
+    parsed = None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        day = dt.date.fromisoformat(text)
+        if date_only == "now":
+            now = dt.datetime.now(dt.timezone.utc)
+            return dt.datetime.combine(day, now.time().replace(microsecond=0), dt.timezone.utc)
+        return dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    if re.match(r"\d{4}-\d{2}-\d{2}T", text):
+        parsed = dt.datetime.fromisoformat(text)
+    elif re.match(r"[A-Za-z]{3}, ", text):
+        parsed = email.utils.parsedate_to_datetime(text)
+    if parsed is None:
+        raise ValueError(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+class Query:
+    """The decoded query of one request, checked against the names an endpoint accepts."""
+
+    def __init__(self, pairs: list, version: str, allowed: Iterable[str], strict: bool):
+        self.version = version
+        self.values = {}
+        for key, value in pairs:
+            if key not in allowed:
+                if strict:
+                    raise ApiError(self.bad, f"The query parameter '{key}' is not supported by this endpoint.",
+                                   {key: "unsupported parameter"})
+                continue
+            self.values[key] = value
+
+    @property
+    def bad(self) -> int:
+        """The status for a bad value: 400 on v2, 422 on v3."""
+        return 400 if self.version == "v2" else 422
+
+    def get(self, key: str) -> Optional[str]:
+        """The raw value of a parameter, or None."""
+        return self.values.get(key)
+
+    def integer(self, key: str, default: Optional[int] = None, minimum: Optional[int] = None) -> Optional[int]:
+        """An integer parameter; a non-number or one below `minimum` is a bad value."""
+        raw = self.values.get(key)
+        if raw is None:
+            return default
+        try:
+            number = int(raw)
+        except ValueError:
+            raise ApiError(self.bad, f"The parameter '{key}' must be an integer.", {key: raw}) from None
+        if minimum is not None and number < minimum:
+            raise ApiError(self.bad, f"The parameter '{key}' must be at least {minimum}.", {key: raw})
+        return number
+
+    def page_limit(self) -> tuple[int, int]:
+        """`page` (default 1) and `limit` (default 50, 413 above 250)."""
+        page = self.integer("page", 1, 1)
+        limit = self.integer("limit", 50, 1)
+        if limit > MAX_LIMIT:
+            raise ApiError(413, f"The limit parameter was above the maximum allowed ({MAX_LIMIT}).")
+        return page, limit
+
+    def date(self, key: str, **kwargs) -> Optional[dt.datetime]:
+        """A date filter; an unparsable value is a bad value."""
+        raw = self.values.get(key)
+        if raw is None:
+            return None
+        try:
+            return parse_date(raw, **kwargs)
+        except (ValueError, TypeError, IndexError):
+            raise ApiError(self.bad, f"The parameter '{key}' is not a valid date: {raw!r}.", {key: raw}) from None
+
+    def id_list(self, key: str) -> Optional[set]:
+        """A comma-separated list of ids (`id:in`)."""
+        raw = self.values.get(key)
+        if raw is None:
+            return None
+        try:
+            return {int(part) for part in raw.split(",") if part.strip()}
+        except ValueError:
+            raise ApiError(self.bad, f"The parameter '{key}' must be a list of integers.", {key: raw}) from None
+
+    def include(self, allowed: set) -> list:
+        """The `include=` names, each checked against what the endpoint offers."""
+        raw = self.values.get("include") or ""
+        names = [part.strip() for part in raw.split(",") if part.strip()]
+        for name in names:
+            if name not in allowed:
+                raise ApiError(self.bad, f"The include value '{name}' is not valid.", {"include": name})
+        return names
+
+
+# ----- selection -----
+
+@dataclass
+class Filter:
+    """Inclusive bounds and sets that a record must satisfy."""
+
+    id_min: Optional[int] = None
+    id_max: Optional[int] = None
+    id_in: Optional[set] = None
+    mod_min: Optional[dt.datetime] = None
+    mod_max: Optional[dt.datetime] = None
+    created_min: Optional[dt.datetime] = None
+    created_max: Optional[dt.datetime] = None
+    extra: Optional[Callable[[Record], bool]] = None
+
+    def __call__(self, rec: Record) -> bool:
+        """Whether the record matches every bound."""
+        return ((self.id_min is None or rec.id >= self.id_min)
+                and (self.id_max is None or rec.id <= self.id_max)
+                and (self.id_in is None or rec.id in self.id_in)
+                and (self.mod_min is None or rec.modified >= self.mod_min)
+                and (self.mod_max is None or rec.modified <= self.mod_max)
+                and (self.created_min is None or rec.created >= self.created_min)
+                and (self.created_max is None or rec.created <= self.created_max)
+                and (self.extra is None or self.extra(rec)))
+
+
+def select(data: StreamData, flt: Filter, sort: str = "id", descending: bool = False,
+           key: Optional[Callable[[Record], object]] = None) -> Iterable[Record]:
+    """Matching records in sort order (ties by id ascending), lazily where an index allows it."""
+    by_id = data.by_id
+    if sort == "id":
+        ids = data.ids_between(flt.id_min, flt.id_max)
+        order = reversed(ids) if descending else ids
+    elif sort == "date_modified":
+        order = data.ids_by_modified(flt.mod_min, flt.mod_max, descending)
+    else:
+        recs = [rec for rec in map(by_id.__getitem__, data.ids_between(flt.id_min, flt.id_max)) if flt(rec)]
+        if descending:
+            recs.sort(key=lambda r: (key(r), -r.id), reverse=True)
+        else:
+            recs.sort(key=lambda r: (key(r), r.id))
+        return recs
+    return (rec for rec in map(by_id.__getitem__, order) if flt(rec))
+
+
+def page_of(records: Iterable[Record], page: int, limit: int) -> list:
+    """The records on one page of a page-number listing."""
+    start = (page - 1) * limit
+    return list(itertools.islice(records, start, start + limit))
+
+
+def encode_cursor(rid: int) -> str:
+    """A customers cursor: base64 of `{"id": N}`, as BigCommerce's look."""
+    return base64.b64encode(orjson.dumps({"id": rid})).decode()
+
+
+def decode_cursor(value: str) -> int:
+    """The id inside a customers cursor (padding optional)."""
+    raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    rid = orjson.loads(raw)["id"]
+    if not isinstance(rid, int):
+        raise ValueError(value)
+    return rid
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its sandbox and its open connections."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, handler, sandbox: "Sandbox"):
+        self.sandbox = sandbox
+        self.connections: set = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Hands every request to the sandbox; HTTP/1.1 keep-alive with exact Content-Length."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "BigCommerceSandbox/1.0"
+    # Headers and body go out in separate writes; without this, Nagle plus delayed ACKs add ~40 ms.
+    disable_nagle_algorithm = True
+
+    def setup(self):
+        """Remember the connection so that stop() can close it."""
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self):
+        """Forget the connection."""
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.connection)
+
+    def do_GET(self):
+        """Serve a GET."""
+        self.server.sandbox.handle(self)
+
+    def _read_only(self):
+        """The API accounts a tap uses are read-only: any other method is refused."""
+        self.server.sandbox.handle(self, method_allowed=False)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = _read_only
+
+    def log_message(self, format, *args):
+        """Silence the default stderr log: the sandbox keeps its own request log."""
+
+
+class Sandbox:
+    """A local BigCommerce-like store on 127.0.0.1; use as a context manager or start()/stop()."""
+
+    def __init__(self, options: Optional[SandboxOptions] = None):
+        self.options = options or SandboxOptions()
+        opts = self.options
+        for number, fault in opts.faults_at.items():
+            if fault not in FAULTS:
+                raise ValueError(f"faults_at[{number}]: unknown fault {fault!r}; choose from {FAULTS}")
+        for stream in opts.same_second:
+            if stream not in STREAMS:
+                raise ValueError(f"same_second: unknown stream {stream!r}")
+        self.store = StoreData(StoreSpec(
+            seed=opts.seed,
+            counts={"coupons": opts.coupons, "customers": opts.customers,
+                    "orders": opts.orders, "products": opts.products},
+            same_second=opts.same_second, data_end=opts.data_end))
+        self.tokens = {opts.token: set(ALL_SCOPES)}
+        self.tokens.update({token: set(scopes) for token, scopes in opts.tokens.items()})
+        self.rate = RateLimiter(opts.quota, opts.window_ms)
+        self.lock = threading.RLock()
+        self.requests: list = []
+        self.data_requests = 0
+        self._pending: list = []
+        for change in opts.changes:
+            self.schedule(change)
+        self._fault_rng = random.Random(opts.fault_seed)
+        self._log_lock = threading.Lock()
+        self._log_file = None
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+        self.base_url = ""
+
+    # ----- lifecycle -----
+
+    def start(self) -> "Sandbox":
+        """Start listening (on a free port unless options.port says otherwise) in a background thread."""
+        if self._server is not None:
+            return self
+        if self.options.log_path:
+            self._log_file = open(self.options.log_path, "a", encoding="utf-8")
+        self._server = _Server((self.options.host, self.options.port), _Handler, self)
+        host, port = self._server.server_address[:2]
+        self.base_url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="bigcommerce-sandbox",
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and close every open connection."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        with self._server.connections_lock:
+            for conn in list(self._server.connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._server = None
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> "Sandbox":
+        """Start on entry."""
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        """Stop on exit."""
+        self.stop()
+
+    # ----- public helpers -----
+
+    def config(self, start_date: str = "2020-01-01T00:00:00Z", **overrides) -> dict:
+        """A tap config pointing at this sandbox; base_url stands in for https://api.bigcommerce.com."""
+        cfg = {"client_id": "sandbox-client", "access_token": self.options.token,
+               "store_hash": self.options.store_hash, "start_date": start_date, "base_url": self.base_url}
+        cfg.update(overrides)
+        return cfg
+
+    def records(self, stream: str) -> list:
+        """The stream's current records as the API serializes them (no include extras), in id order."""
+        with self.lock:
+            data = self.store.streams[stream]
+            return [self._serialize(stream, data.by_id[rid]) for rid in data.ids]
+
+    def edit(self, stream: str, ids: Optional[Sequence[int]] = None, count: Optional[int] = None) -> list:
+        """Set date_modified to now on the given ids, or on the `count` oldest by (date_modified, id)."""
+        with self.lock:
+            data = self.store.streams[stream]
+            chosen = list(ids) if ids is not None else data.oldest(count or 0)
+            when = now_utc()
+            for rid in chosen:
+                data.touch(rid, when)
+            return chosen
+
+    def create(self, stream: str, count: int) -> list:
+        """Add `count` new records created and modified now; return their ids."""
+        with self.lock:
+            return self.store.create(stream, count, now_utc())
+
+    def delete(self, stream: str, ids: Optional[Sequence[int]] = None, count: Optional[int] = None) -> list:
+        """Remove the given ids, or the `count` oldest by (date_modified, id); they simply vanish."""
+        with self.lock:
+            data = self.store.streams[stream]
+            chosen = list(ids) if ids is not None else data.oldest(count or 0)
+            for rid in chosen:
+                data.remove(rid)
+            return chosen
+
+    def schedule(self, change: Change) -> None:
+        """Add a change to apply after its data request (at once if that request has already passed)."""
+        if change.stream not in STREAMS:
+            raise ValueError(f"unknown stream {change.stream!r}")
+        with self.lock:
+            self._pending.append(change)
+            self._pending.sort(key=lambda c: c.after_request)
+            self._apply_changes(self.data_requests)
+
+    def _apply_changes(self, upto: int) -> None:
+        """Apply, once each, the changes due after data request `upto`."""
+        with self.lock:
+            while self._pending and self._pending[0].after_request <= upto:
+                change = self._pending.pop(0)
+                self.delete(change.stream, count=change.delete)
+                if change.edit_ids is not None:
+                    self.edit(change.stream, ids=change.edit_ids)
+                else:
+                    self.edit(change.stream, count=change.edit)
+                self.create(change.stream, change.create)
+
+    def _serialize(self, stream: str, rec: Record, include: Iterable[str] = ()) -> dict:
+        """One record in API form."""
+        return self.store.serialize(stream, rec, include, self.base_url, self.options.store_hash)
+
+    # ----- request handling -----
+
+    def handle(self, handler: BaseHTTPRequestHandler, method_allowed: bool = True) -> None:
+        """Answer one request: quota, routing, faults, latency, then log it and apply due changes."""
+        arrived = time.time()
+        clock = time.perf_counter()
+        split = urlsplit(handler.path)
+        pairs = parse_qsl(split.query, keep_blank_values=True)
+        allowed, rate_headers = self.rate.take()
+        if not allowed:
+            reply = Reply(429, error_body("v3", 429, "Too many requests"), rate_headers)
+        elif not method_allowed:
+            handler.close_connection = True
+            reply = Reply(405, error_body("v3", 405, "The sandbox is read-only: only GET is supported."),
+                          rate_headers)
+        else:
+            try:
+                reply = self._route(handler, split.path, pairs, rate_headers)
+            except Exception as exc:  # a sandbox bug must answer 500 rather than hang the client
+                reply = Reply(500, error_body("v3", 500, f"Sandbox error: {exc!r}"), rate_headers)
+        if self.options.latency_ms:
+            time.sleep(self.options.latency_ms / 1000.0)
+        self._send(handler, reply)
+        self._log({"method": handler.command, "path": split.path, "query": split.query,
+                   "params": pairs, "status": None if reply.fault == "drop" else reply.status,
+                   "time": arrived, "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+                   "fault": reply.fault})
+        if reply.data_number:
+            self._apply_changes(reply.data_number)
+
+    def _route(self, handler, path: str, pairs: list, rate: dict) -> Reply:
+        """Check store, token, path and scope, then serve the endpoint (with any fault)."""
+        match = re.fullmatch(r"/stores/([^/]+)/(v2|v3)(/.*)?", path)
+        version = match.group(2) if match else "v3"
+        if not match or match.group(1) != self.options.store_hash:
+            return Reply(404, error_body(version, 404, "The requested resource was not found."), rate)
+        token = handler.headers.get("X-Auth-Token")
+        scopes = self.tokens.get(token)
+        if scopes is None:
+            return Reply(401, error_body("v3", 401, "Unauthorized: the X-Auth-Token was missing or invalid."), rate)
+        rest = match.group(3) or ""
+        endpoint = self._endpoint(version, rest)
+        if endpoint is None:
+            if version == "v3" and rest.endswith("/"):
+                return Reply(403, orjson.dumps({"status": 403, "title": "Authentication Required",
+                                                "type": ERROR_TYPE}), rate)
+            return Reply(404, error_body(version, 404, "The requested resource was not found."), rate)
+        stream, serve, is_data = endpoint
+        if stream and SCOPE_OF[stream] not in scopes:
+            return Reply(403, orjson.dumps({"status": 403,
+                                            "title": "You don't have a required scope to access the endpoint",
+                                            "type": ERROR_TYPE, "errors": {}}), rate)
+        number, fault = 0, None
+        if is_data:
+            with self.lock:
+                self.data_requests += 1
+                number = self.data_requests
+                fault = self._draw_fault(number)
+                self._apply_changes(number - 1)
+        if fault in ("500", "502", "503", "504"):
+            messages = {"500": "Internal Server Error", "502": "Bad Gateway",
+                        "503": "Service Unavailable: the store is down for maintenance.", "504": "Gateway Timeout"}
+            return Reply(int(fault), error_body(version, int(fault), messages[fault]), rate, fault, number)
+        if fault == "429":
+            return Reply(429, error_body(version, 429, "Too many requests"), self.rate.refund(rate), fault, number)
+        if fault == "429-bare":
+            self.rate.refund(rate)
+            return Reply(429, b"", {}, fault, number)
+        if fault == "drop":
+            return Reply(0, b"", {}, fault, number)
+        try:
+            with self.lock:
+                status, body = serve(pairs)
+        except ApiError as err:
+            return Reply(err.status, error_body(version, err.status, err.message, err.errors), rate, None, number)
+        return Reply(status, body, rate, fault, number)
+
+    def _endpoint(self, version: str, rest: str):
+        """(stream, serve function, is a data request) for a path under the store, or None."""
+        if version == "v2":
+            if rest == "/coupons":
+                return "coupons", self._coupons, True
+            if rest == "/coupons/count":
+                return "coupons", lambda p: self._coupons(p, count=True), False
+            if rest == "/orders":
+                return "orders", self._orders, True
+            if rest == "/orders/count":
+                return "orders", lambda p: self._orders(p, count=True), False
+            if rest == "/time":
+                return None, lambda p: (200, orjson.dumps({"time": int(time.time())})), False
+            sub = re.fullmatch(r"/orders/(\d+)/(products|shipping_addresses|shippingaddresses|coupons)", rest)
+            if sub:
+                return "orders", lambda p: self._order_sub(int(sub.group(1)), sub.group(2), p), True
+            return None
+        if rest == "/customers":
+            return "customers", self._customers, True
+        if rest == "/catalog/products":
+            return "products", self._products, True
+        return None
+
+    def _draw_fault(self, number: int) -> Optional[str]:
+        """The fault for data request `number`: drawn in arrival order, overridden by faults_at."""
+        opts = self.options
+        # Always draw the same amount per request so one override does not shift later draws.
+        roll = self._fault_rng.random()
+        code = self._fault_rng.choice(("500", "502", "503", "504"))
+        fault = None
+        if roll < opts.drop_rate:
+            fault = "drop"
+        elif roll < opts.drop_rate + opts.truncate_rate:
+            fault = "truncate"
+        elif roll < opts.drop_rate + opts.truncate_rate + opts.error_rate:
+            fault = code
+        return opts.faults_at.get(number, fault)
+
+    # ----- endpoints -----
+
+    def _v2_list(self, records: list) -> tuple[int, bytes]:
+        """A v2 answer: a bare array, or 204 with no body when empty."""
+        if not records:
+            return 204, b""
+        return 200, orjson.dumps(records)
+
+    def _orders(self, pairs: list, count: bool = False) -> tuple[int, bytes]:
+        """GET /v2/orders and /v2/orders/count."""
+        names = {"min_id", "max_id", *V2_DATE_FILTERS} | (set() if count else {"page", "limit", "sort"})
+        query = Query(pairs, "v2", names, self.options.strict)
+        flt = Filter(id_min=query.integer("min_id"), id_max=query.integer("max_id"),
+                     mod_min=query.date("min_date_modified"), mod_max=query.date("max_date_modified"),
+                     created_min=query.date("min_date_created"), created_max=query.date("max_date_created"))
+        data = self.store.streams["orders"]
+        if count:
+            return 200, orjson.dumps({"count": sum(1 for _ in select(data, flt))})
+        page, limit = query.page_limit()
+        sort_raw = query.get("sort") or "id"
+        field_name, _, direction = sort_raw.partition(":")
+        keys = {"id": None, "date_modified": None, "date_created": lambda r: r.created,
+                "customer_id": lambda r: r.attrs[0], "status_id": lambda r: r.attrs[1]}
+        if field_name not in keys or direction not in ("", "asc", "desc"):
+            raise ApiError(400, f"The sort value '{sort_raw}' is not valid.")
+        rows = page_of(select(data, flt, field_name, direction == "desc", keys[field_name]), page, limit)
+        return self._v2_list([self._serialize("orders", rec) for rec in rows])
+
+    def _coupons(self, pairs: list, count: bool = False) -> tuple[int, bytes]:
+        """GET /v2/coupons and /v2/coupons/count: id order only, no dates to filter on."""
+        names = {"min_id", "max_id", "id", "code"} | (set() if count else {"page", "limit"})
+        query = Query(pairs, "v2", names, self.options.strict)
+        exact = query.integer("id")
+        code = query.get("code")
+        flt = Filter(id_min=query.integer("min_id"), id_max=query.integer("max_id"),
+                     id_in=None if exact is None else {exact},
+                     extra=None if code is None else (lambda r: r.attrs[0] == code))
+        data = self.store.streams["coupons"]
+        if count:
+            return 200, orjson.dumps({"count": sum(1 for _ in select(data, flt))})
+        page, limit = query.page_limit()
+        return self._v2_list([self._serialize("coupons", rec) for rec in page_of(select(data, flt), page, limit)])
+
+    def _order_sub(self, order_id: int, kind: str, pairs: list) -> tuple[int, bytes]:
+        """GET /v2/orders/{id}/products|shipping_addresses|coupons: small lists derived from the order."""
+        query = Query(pairs, "v2", {"page", "limit"}, self.options.strict)
+        page, limit = query.page_limit()
+        rec = self.store.streams["orders"].by_id.get(order_id)
+        if rec is None:
+            raise ApiError(404, "The requested resource was not found.")
+        if kind == "products":
+            rows = self.store.order_lines(rec)
+        elif kind == "coupons":
+            rows = self.store.order_coupons(rec)
+        else:
+            rows = self.store.order_shipping_addresses(rec)
+        return self._v2_list(rows[(page - 1) * limit:page * limit])
+
+    def _v3_page(self, stream: str, matching: list, page: int, limit: int, include: list) -> dict:
+        """The v3 envelope for one page of a page-number listing."""
+        total = len(matching)
+        rows = matching[(page - 1) * limit:page * limit]
+        total_pages = math.ceil(total / limit)
+        links = {"current": f"?page={page}&limit={limit}"}
+        if page > 1:
+            links["previous"] = f"?page={page - 1}&limit={limit}"
+        if page < total_pages:
+            links["next"] = f"?page={page + 1}&limit={limit}"
+        meta = {"pagination": {"total": total, "count": len(rows), "per_page": limit, "current_page": page,
+                               "total_pages": total_pages, "links": links}}
+        return {"data": [self._serialize(stream, rec, include) for rec in rows], "meta": meta, "_rows": rows}
+
+    def _customers(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/customers: page numbers or after/before cursors."""
+        names = {"page", "limit", "sort", "id:in", "include", "after", "before", *V3_CUSTOMER_DATES}
+        query = Query(pairs, "v3", names, self.options.strict)
+        page, limit = query.page_limit()
+        include = query.include(CUSTOMER_INCLUDES)
+        dates = {key: query.date(key, allow_epoch=True) for key in V3_CUSTOMER_DATES}
+        flt = Filter(id_in=query.id_list("id:in"), mod_min=dates["date_modified:min"],
+                     mod_max=dates["date_modified:max"], created_min=dates["date_created:min"],
+                     created_max=dates["date_created:max"])
+        data = self.store.streams["customers"]
+        after, before = query.get("after"), query.get("before")
+        if after is not None or before is not None:
+            return 200, self._customer_cursor(query, data, flt, after, before, limit, include)
+        sort_raw = query.get("sort") or "id:asc"
+        field_name, _, direction = sort_raw.partition(":")
+        keys = {"id": None, "date_modified": None, "date_created": lambda r: r.created,
+                "last_name": lambda r: r.attrs[1]}
+        if field_name not in keys or direction not in ("asc", "desc"):
+            raise ApiError(422, f"The sort value '{sort_raw}' is not valid.", {"sort": sort_raw})
+        matching = list(select(data, flt, field_name, direction == "desc", keys[field_name]))
+        envelope = self._v3_page("customers", matching, page, limit, include)
+        rows = envelope.pop("_rows")
+        if page == 1:
+            envelope["meta"]["cursor_pagination"] = self._cursor_meta(rows, limit, len(matching) > len(rows))
+        return 200, orjson.dumps(envelope)
+
+    def _customer_cursor(self, query: Query, data: StreamData, flt: Filter, after: Optional[str],
+                         before: Optional[str], limit: int, include: list) -> bytes:
+        """A cursor page: keyset on id, ascending, still honouring the other filters."""
+        if query.get("sort") is not None:
+            raise ApiError(422, "The sort parameter cannot be combined with a cursor (after/before).",
+                           {"sort": query.get("sort")})
+        if after is not None and before is not None:
+            raise ApiError(422, "Give either after or before, not both.", {"after": after, "before": before})
+        raw = after if after is not None else before
+        try:
+            pivot = decode_cursor(raw)
+        except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
+            raise ApiError(422, f"The cursor '{raw}' is not valid.", {"after" if after else "before": raw}) from None
+        if after is not None:
+            start = bisect.bisect_right(data.ids, pivot)
+            found = list(itertools.islice((r for r in map(data.by_id.__getitem__, data.ids[start:]) if flt(r)),
+                                          limit + 1))
+            rows, more = found[:limit], len(found) > limit
+        else:
+            end = bisect.bisect_left(data.ids, pivot)
+            found = list(itertools.islice((r for r in map(data.by_id.__getitem__, reversed(data.ids[:end]))
+                                           if flt(r)), limit + 1))
+            rows, more = list(reversed(found[:limit])), len(found) > limit
+        meta = self._cursor_meta(rows, limit, more if after is not None else True)
+        if before is not None and not more:
+            meta["links"].pop("previous", None)
+        body = {"data": [self._serialize("customers", rec, include) for rec in rows],
+                "meta": {"cursor_pagination": meta}}
+        return orjson.dumps(body)
+
+    @staticmethod
+    def _cursor_meta(rows: list, limit: int, has_next: bool) -> dict:
+        """meta.cursor_pagination for a page of customers."""
+        start = encode_cursor(rows[0].id) if rows else None
+        end = encode_cursor(rows[-1].id) if rows else None
+        links = {"current": f"?limit={limit}"}
+        if start:
+            links["previous"] = f"?before={quote(start, safe='')}&limit={limit}"
+        if end and has_next:
+            links["next"] = f"?after={quote(end, safe='')}&limit={limit}"
+        return {"count": len(rows), "per_page": limit, "start_cursor": start, "end_cursor": end, "links": links}
+
+    def _products(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/catalog/products: sort + direction, id keyset filters, include=."""
+        names = {"page", "limit", "sort", "direction", "date_modified:min", "date_modified:max",
+                 "id:greater", "id:min", "id:max", "id:in", "include"}
+        query = Query(pairs, "v3", names, self.options.strict)
+        page, limit = query.page_limit()
+        include = query.include(PRODUCT_INCLUDES)
+        if {"options", "modifiers"} & set(include):
+            # The docs: with options or modifiers, results are limited to 10 per page.
+            limit = min(limit, 10)
+        greater = query.integer("id:greater")
+        id_min = query.integer("id:min")
+        if greater is not None:
+            id_min = max(greater + 1, id_min if id_min is not None else greater + 1)
+        flt = Filter(id_min=id_min, id_max=query.integer("id:max"), id_in=query.id_list("id:in"),
+                     mod_min=query.date("date_modified:min", date_only="now", allow_epoch=True),
+                     mod_max=query.date("date_modified:max", date_only="now", allow_epoch=True))
+        sort_name = query.get("sort") or "id"
+        direction = query.get("direction") or "asc"
+        keys = {"id": None, "date_modified": None, "name": lambda r: r.attrs[0], "sku": lambda r: r.attrs[1],
+                "price": lambda r: r.attrs[2], "calculated_price": lambda r: r.attrs[2],
+                "inventory_level": lambda r: r.attrs[3], "is_visible": lambda r: r.attrs[4],
+                "total_sold": lambda r: r.attrs[5], "date_last_imported": lambda r: ""}
+        if sort_name not in keys:
+            raise ApiError(422, f"The sort value '{sort_name}' is not valid.", {"sort": sort_name})
+        if direction not in ("asc", "desc"):
+            raise ApiError(422, f"The direction value '{direction}' is not valid.", {"direction": direction})
+        matching = list(select(self.store.streams["products"], flt, sort_name, direction == "desc", keys[sort_name]))
+        envelope = self._v3_page("products", matching, page, limit, include)
+        envelope.pop("_rows")
+        return 200, orjson.dumps(envelope)
+
+    # ----- output -----
+
+    def _send(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        """Write the reply; a drop closes the socket unanswered, a truncate sends half the body."""
+        try:
+            if reply.fault == "drop":
+                handler.close_connection = True
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                return
+            body = reply.body
+            close = handler.close_connection
+            if reply.fault == "truncate":
+                body = body[:len(body) // 2]
+                close = True
+            handler.send_response(reply.status)
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            if reply.status != 204:
+                if body:
+                    handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(body)))
+            if close:
+                handler.send_header("Connection", "close")
+                handler.close_connection = True
+            handler.end_headers()
+            if body:
+                handler.wfile.write(body)
+            handler.wfile.flush()
+        except OSError:
+            handler.close_connection = True
+
+    def _log(self, entry: dict) -> None:
+        """Keep the entry in memory and, if asked, append it as a JSON line."""
+        with self._log_lock:
+            self.requests.append(entry)
+            if self._log_file:
+                self._log_file.write(json.dumps(entry) + "\n")
+                self._log_file.flush()
