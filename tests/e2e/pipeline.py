@@ -1,0 +1,222 @@
+"""Run the tap into a Singer target the way a user does, and compare what landed with the store.
+
+The tap and each target run as separate programs from their own virtualenvs, joined by a shell
+pipe (`tap | tee tap.out | target > target.out`), so the tests exercise exactly the command lines
+that docs/loading.md shows.
+"""
+import datetime as dt
+import decimal
+import json
+import logging
+import os
+import re
+import shlex
+import subprocess
+import sys
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENVS = Path(os.environ.get("VENVS", ROOT / ".venvs"))
+STREAMS = ("coupons", "customers", "orders", "products")
+INCREMENTAL = ("customers", "orders", "products")
+UTC = dt.timezone.utc
+LOGGER = logging.getLogger("e2e")
+
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)\Z")
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z")
+RFC2822 = re.compile(r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\Z")
+
+
+def in_ci():
+    """True when running under CI (CI=true), where a missing tool is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def tap_executable():
+    """The tap-bigcommerce next to the running Python (the tap's own .venv), else on PATH."""
+    beside = Path(sys.executable).parent / "tap-bigcommerce"
+    if beside.exists():
+        return str(beside)
+    import shutil
+
+    found = shutil.which("tap-bigcommerce")
+    if not found:
+        raise FileNotFoundError("tap-bigcommerce is not installed; run `make venv`")
+    return found
+
+
+def tool_path(venv, executable):
+    """Path of an executable in one of the .venvs/ built by scripts/setup-targets.sh (may not exist)."""
+    return VENVS / venv / "bin" / executable
+
+
+def write_json(path, value):
+    """Write `value` as JSON to `path` and return the path as a string."""
+    Path(path).write_text(json.dumps(value, indent=2))
+    return str(path)
+
+
+def discover(workdir, config):
+    """Run discovery; return the catalog path. Every stream is selected by default."""
+    workdir = Path(workdir)
+    config_path = write_json(workdir / "config.json", config)
+    catalog = workdir / "catalog.json"
+    with open(catalog, "w") as out, open(workdir / "discover.err", "w") as err:
+        subprocess.run([tap_executable(), "--config", config_path, "--discover"],
+                       stdout=out, stderr=err, check=True, timeout=120)
+    return str(catalog)
+
+
+class Run:
+    """One `tap | target` run: the tap's messages and the target's stdout lines."""
+
+    def __init__(self, workdir, label):
+        self.dir = Path(workdir)
+        self.label = label
+        self.tap_out = self.dir / f"{label}.tap.out"
+        self.target_out = self.dir / f"{label}.target.out"
+
+    def messages(self):
+        """Every Singer message the tap wrote, parsed (numbers as Decimal, as targets read them)."""
+        with open(self.tap_out) as handle:
+            return [json.loads(line, parse_float=decimal.Decimal) for line in handle if line.strip()]
+
+    def records(self, stream):
+        """The records of one stream, in the order the tap emitted them."""
+        return [m["record"] for m in self.messages() if m["type"] == "RECORD" and m["stream"] == stream]
+
+    def tap_last_state(self):
+        """The value of the tap's last STATE message."""
+        states = [m["value"] for m in self.messages() if m["type"] == "STATE"]
+        assert states, f"{self.label}: the tap emitted no STATE"
+        return states[-1]
+
+    def target_state(self):
+        """The last line the target printed, parsed: the state to resume from (`tail -1`)."""
+        lines = [line for line in self.target_out.read_text().splitlines() if line.strip()]
+        assert lines, f"{self.label}: the target printed no state line"
+        return json.loads(lines[-1])
+
+
+def run_pipeline(workdir, label, config_path, catalog_path, target_argv, state=None, timeout=300):
+    """Run `tap [--state] | tee tap.out | target > target.out` in bash with pipefail; return a Run."""
+    workdir = Path(workdir)
+    run = Run(workdir, label)
+    tap = [tap_executable(), "--config", str(config_path), "--catalog", str(catalog_path)]
+    if state is not None:
+        tap += ["--state", write_json(workdir / f"{label}.state.json", state)]
+    q = shlex.join
+    script = (
+        f"set -o pipefail; {q(tap)} 2> {shlex.quote(str(workdir / (label + '.tap.err')))}"
+        f" | tee {shlex.quote(str(run.tap_out))}"
+        f" | {q([str(a) for a in target_argv])} 2> {shlex.quote(str(workdir / (label + '.target.err')))}"
+        f" > {shlex.quote(str(run.target_out))}"
+    )
+    LOGGER.info("%s: %s", label, script)
+    result = subprocess.run(["bash", "-c", script], cwd=workdir, timeout=timeout)
+    if result.returncode != 0:
+        tails = []
+        for name in ("tap.err", "target.err"):
+            path = workdir / f"{label}.{name}"
+            if path.exists():
+                tails.append(f"--- {name} (last lines) ---\n" + "\n".join(path.read_text().splitlines()[-25:]))
+        raise AssertionError(f"{label}: pipeline exited {result.returncode}\n{script}\n" + "\n".join(tails))
+    return run
+
+
+# ----- comparing values -----
+
+def as_instant(value):
+    """An aware UTC datetime for a date-time string (RFC 3339, ISO 8601 or RFC 2822), else None."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    if RFC2822.match(value):
+        return parsedate_to_datetime(value).astimezone(UTC)
+    if re.match(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d", value):
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def canon(value):
+    """A comparable form: numbers as int/float, date-time strings as instants, JSON text decoded."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float, decimal.Decimal)):
+        number = decimal.Decimal(str(value))
+        return int(number) if number == number.to_integral_value() else float(number)
+    if isinstance(value, dict):
+        return {key: canon(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canon(item) for item in value]
+    instant = as_instant(value)
+    return instant if instant is not None else value
+
+
+def expected_value(value, prop):
+    """What the store's value should become after the tap: dates as instants, "" dates as None."""
+    if prop.get("format") == "date-time":
+        return None if value in ("", None) else as_instant(value)
+    return canon(value)
+
+
+def actual_value(value, prop):
+    """A destination's value in comparable form (JSON columns may arrive as text)."""
+    types = prop.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(value, str) and ("object" in types or "array" in types) and value[:1] in "[{":
+        value = json.loads(value, parse_float=decimal.Decimal)
+    if prop.get("format") == "date-time":
+        return as_instant(value)
+    return canon(value)
+
+
+def differences(stream, expected_records, actual_records, schema, key="id"):
+    """Mismatches between the store's records and a destination's, by key; empty when they agree.
+
+    Every field that the stream's schema declares and the store sends must arrive with the same value;
+    extra fields (include= sub-resources, target metadata columns) are not compared here.
+    """
+    problems = []
+    props = schema["properties"]
+    actual_by_key = {}
+    for row in actual_records:
+        if row[key] in actual_by_key:
+            problems.append(f"{stream} {key}={row[key]}: loaded twice")
+        actual_by_key[row[key]] = row
+    expected_by_key = {rec[key]: rec for rec in expected_records}
+    missing = sorted(set(expected_by_key) - set(actual_by_key))
+    extra = sorted(set(actual_by_key) - set(expected_by_key))
+    if missing:
+        problems.append(f"{stream}: {len(missing)} records missing, e.g. {missing[:5]}")
+    if extra:
+        problems.append(f"{stream}: {len(extra)} records not in the store, e.g. {extra[:5]}")
+    for rid in sorted(set(expected_by_key) & set(actual_by_key)):
+        want, got = expected_by_key[rid], actual_by_key[rid]
+        for field, prop in props.items():
+            if field not in want:
+                continue
+            if field not in got:
+                problems.append(f"{stream} {key}={rid}: field {field} missing")
+                continue
+            expected, actual = expected_value(want[field], prop), actual_value(got[field], prop)
+            if expected != actual:
+                problems.append(f"{stream} {key}={rid}: {field}: store {want[field]!r}, loaded {got[field]!r}")
+    return problems
+
+
+def load_schemas(catalog_path):
+    """Stream name -> JSON schema, from a discovered catalog."""
+    catalog = json.loads(Path(catalog_path).read_text())
+    return {entry["stream"]: entry["schema"] for entry in catalog["streams"]}
+
+
+def rows_table(title, counts):
+    """A small text table: stream | rows, under a title."""
+    width = max(len(s) for s in counts) if counts else 6
+    lines = [title, f"  {'stream':<{width}}  rows"]
+    lines += [f"  {stream:<{width}}  {rows:>5}" for stream, rows in sorted(counts.items())]
+    return "\n".join(lines)
