@@ -76,11 +76,11 @@ class Pacer:
                     wait = None
                 else:
                     if now >= self._reset_at:
-                        # By our reckoning the window has turned: the quota is back, less what is
-                        # still in flight (the store may count those in the new window).
+                        # By our reckoning the window has turned: the quota is back. Answers to
+                        # requests sent from now on correct the count if others use it too.
                         self._window_start = now
                         self._reset_at = now + self._window_s
-                        self._left = max(self._quota - len(self._in_flight), 0)
+                        self._left = self._quota
                     if self._left > 0:
                         self._left -= 1
                         break
@@ -105,7 +105,10 @@ class Pacer:
                 self._quota = quota or self._quota or left + 1
                 self._window_s = (window_ms or reset_ms or 1000) / 1000.0
                 self._reset_at = sent_at + reset_ms / 1000.0 + WINDOW_MARGIN_S
-                self._left = max(left - later_in_flight, 0)
+                # Our own count is exact unless other apps share the quota, and an answer can
+                # lag the requests the store counted before it: so the lower of the two wins.
+                estimate = max(left - later_in_flight, 0)
+                self._left = estimate if self._left is None else min(self._left, estimate)
             elif self._left is None and not limits:
                 # A store that sends no rate-limit headers: nothing to pace by.
                 self._quota, self._window_s = 1 << 30, 3600.0

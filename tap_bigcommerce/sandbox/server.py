@@ -545,13 +545,16 @@ class Sandbox:
                 reply = Reply(500, error_body("v3", 500, f"Sandbox error: {exc!r}"), rate_headers)
         if self.options.latency_ms:
             time.sleep(self.options.latency_ms / 1000.0)
-        self._send(handler, reply)
+        # Logged (and changes applied) before the answer goes out, so a client that has its
+        # answer also finds it in the log and the store already changed.
         self._log({"method": handler.command, "path": split.path, "query": split.query,
                    "params": pairs, "status": None if reply.fault == "drop" else reply.status,
                    "time": arrived, "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
                    "fault": reply.fault})
         if reply.data_number:
+            # The answer is already built, so applying the change now is "right after it".
             self._apply_changes(reply.data_number)
+        self._send(handler, reply)
 
     def _route(self, handler, path: str, pairs: list, rate: dict) -> Reply:
         """Check store, token, path and scope, then serve the endpoint (with any fault)."""

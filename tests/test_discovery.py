@@ -1,0 +1,51 @@
+"""Discovery prints a Singer catalog built from the bundled schemas and the stream rows."""
+import json
+
+from tap_harness import run_tap
+
+CONFIG = {"client_id": "cid", "access_token": "tok", "store_hash": "abc123", "start_date": "2024-01-01"}
+
+
+def test_discover_lists_four_streams_with_standard_metadata(workdir):
+    run = run_tap(workdir, CONFIG, "--discover")
+    assert run.returncode == 0, run.stderr
+    catalog = json.loads(run.stdout)
+    entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
+    assert sorted(entries) == ["coupons", "customers", "orders", "products"]
+    for name, entry in entries.items():
+        root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
+        assert root["table-key-properties"] == ["id"]
+        assert root["selected"] is True and root["selected-by-default"] is True
+        fields = {tuple(m["breadcrumb"]): m["metadata"] for m in entry["metadata"] if m["breadcrumb"]}
+        assert set(fields) == {("properties", f) for f in entry["schema"]["properties"]}
+        assert fields[("properties", "id")]["inclusion"] == "automatic"
+        if name == "coupons":
+            assert root["forced-replication-method"] == "FULL_TABLE"
+            assert "valid-replication-keys" not in root
+            assert "date_modified" not in entry["schema"]["properties"]
+        else:
+            assert root["forced-replication-method"] == "INCREMENTAL"
+            assert root["valid-replication-keys"] == ["date_modified"]
+            assert fields[("properties", "date_modified")]["inclusion"] == "automatic"
+            assert fields[("properties", "date_created")]["inclusion"] == "available"
+
+
+def test_every_date_field_is_declared_date_time_and_money_keeps_digits(workdir):
+    catalog = json.loads(run_tap(workdir, CONFIG, "--discover").stdout)
+    schemas = {entry["stream"]: entry["schema"]["properties"] for entry in catalog["streams"]}
+    for stream, props in schemas.items():
+        for name, schema in props.items():
+            if name.startswith("date_") and name != "date_last_imported":
+                assert schema.get("format") == "date-time", (stream, name)
+    assert "string" in schemas["orders"]["total_inc_tax"]["type"]
+    assert "number" not in schemas["orders"]["total_inc_tax"]["type"]
+    assert schemas["orders"]["billing_address"]["properties"]["street_1"]
+    assert {"addresses", "attributes", "form_fields", "store_credit_amounts"} <= set(schemas["customers"])
+    assert {"variants", "images", "custom_fields", "bulk_pricing_rules"} <= set(schemas["products"])
+
+
+def test_version_and_help(workdir):
+    version = run_tap(workdir, CONFIG, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("tap-bigcommerce ")
+    help_run = run_tap(workdir, CONFIG, "--help")
+    assert help_run.returncode == 0 and "--properties" in help_run.stdout and "--catalog" in help_run.stdout
