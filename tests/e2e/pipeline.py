@@ -120,7 +120,8 @@ def run_pipeline(workdir, label, config_path, catalog_path, target_argv, state=N
         for name in ("tap.err", "target.err"):
             path = workdir / f"{label}.{name}"
             if path.exists():
-                tails.append(f"--- {name} (last lines) ---\n" + "\n".join(path.read_text().splitlines()[-25:]))
+                text = [line for line in path.read_text().splitlines() if "METRIC:" not in line]
+                tails.append(f"--- {name} (last lines) ---\n" + "\n".join(text[-25:]))
         raise AssertionError(f"{label}: pipeline exited {result.returncode}\n{script}\n" + "\n".join(tails))
     return run
 
