@@ -3,12 +3,14 @@
 The targets live in .venvs/ (scripts/setup-targets.sh). Outside CI a missing target or a PostgreSQL
 that cannot start skips the tests that need it, with the reason; with CI=true it fails them instead.
 """
+import logging
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline import ROOT, in_ci, rows_table, tool_path
+sys.path.insert(0, str(Path(__file__).parent))  # e2e_pipeline, whatever pytest's import mode
+from e2e_pipeline import ROOT, in_ci, rows_table, tool_path
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import pg  # noqa: E402  (scripts/ is not a package)
@@ -59,7 +61,6 @@ def record_rows(request):
         ROW_COUNTS[destination] = dict(counts)
         table = rows_table(f"rows in {destination}", counts)
         print("\n" + table)
-        import logging
         logging.getLogger("e2e").info("%s", table)
     return record
 

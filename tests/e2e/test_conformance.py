@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from pipeline import ROOT, discover, run_pipeline
+from e2e_pipeline import ROOT, discover, run_pipeline
 
 pytestmark = pytest.mark.e2e
 

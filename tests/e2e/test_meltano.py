@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from pipeline import INCREMENTAL, ROOT, STREAMS, as_instant
+from e2e_pipeline import INCREMENTAL, ROOT, STREAMS, as_instant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipeline import (INCREMENTAL, RFC3339_UTC, STREAMS, as_instant, differences, discover, load_schemas,
+from e2e_pipeline import (INCREMENTAL, RFC3339_UTC, STREAMS, as_instant, differences, discover, load_schemas,
                       run_pipeline, write_json)
 
 pytestmark = pytest.mark.e2e

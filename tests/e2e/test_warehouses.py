@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pipeline import (INCREMENTAL, STREAMS, differences, discover, load_schemas, run_pipeline, tool_path,
+from e2e_pipeline import (INCREMENTAL, STREAMS, differences, discover, load_schemas, run_pipeline, tool_path,
                       write_json)
 
 pytestmark = pytest.mark.e2e
