@@ -120,7 +120,7 @@ def run_pipeline(workdir, label, config_path, catalog_path, target_argv, state=N
         for name in ("tap.err", "target.err"):
             path = workdir / f"{label}.{name}"
             if path.exists():
-                text = [line for line in path.read_text().splitlines() if "METRIC:" not in line]
+                text = [line for line in path.read_text().splitlines() if "METRIC:" not in line and not line.startswith("Column at position")]
                 tails.append(f"--- {name} (last lines) ---\n" + "\n".join(text[-25:]))
         raise AssertionError(f"{label}: pipeline exited {result.returncode}\n{script}\n" + "\n".join(tails))
     return run
