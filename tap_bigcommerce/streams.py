@@ -2,7 +2,7 @@
 
 Adding a stream means adding a row below and a schema file in schemas/.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 # How a stream pages through one date_modified second, or through a whole full-table stream,
@@ -29,7 +29,9 @@ class Stream:
     sort_by_id: Tuple[Tuple[str, str], ...] = ()
     id_keyset: str = MIN_ID
     include: str = ""  # include= sub-resources that cost no extra request
-    extra_params: Tuple[Tuple[str, str], ...] = field(default=())
+    # Fields the API sends as a string or a number; emitted as strings so a warehouse gets one
+    # column type (a string/number union becomes a float column that rejects "ch_123").
+    text_fields: Tuple[str, ...] = ()
 
     @property
     def replication_method(self):
@@ -74,6 +76,7 @@ STREAMS = (
         sort_by_modified=(("sort", "date_modified:asc"),),
         sort_by_id=(("sort", "id:asc"),),
         id_keyset=MIN_ID,
+        text_fields=("payment_provider_id",),
     ),
     Stream(
         name="products",

@@ -109,7 +109,7 @@ class Syncer:
                 [stream.key],
                 [stream.replication_key] if stream.replication_key else None,
             )
-            runs.append(StreamRun(selection, compile_transform(stream.name, selection.schema, selection.fields)))
+            runs.append(StreamRun(selection, compile_transform(stream, selection.schema, selection.fields)))
         if not runs:
             LOGGER.warning("No stream is selected in the catalog; nothing to sync.")
         self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="fetch")
@@ -135,6 +135,10 @@ class Syncer:
             job = Job(run, last_id=bookmark["last_id"] if resumed else None)
             if resumed:
                 LOGGER.info("%s: resuming the full-table sync after id %s", stream.name, job.last_id)
+            elif "version" not in bookmark:
+                # The first sync ever activates its version at once, so the table exists even
+                # while it fills; later syncs keep the old version visible until theirs is whole.
+                self.writer.activate_version(stream.name, run.version)
         run.jobs.append(job)
         return job
 
@@ -198,7 +202,7 @@ class Syncer:
         stream = run.stream
         if not stream.replication_key:
             self.writer.activate_version(stream.name, run.version)
-            self.state["bookmarks"].pop(stream.name, None)
+            self.state["bookmarks"][stream.name] = {"version": run.version}
         self.writer.state(self.state)
         self._report(run, f"done, {run.count} records")
 

@@ -123,19 +123,26 @@ def _converter(schema):
     return None
 
 
-def compile_transform(stream_name, schema, fields):
+def _as_text(value):
+    """A number the API sometimes sends for a string field, as a string."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def compile_transform(stream, schema, fields):
     """Build record -> Singer record for the given top-level fields of the schema.
 
     Fields the API leaves out stay out of the record; date-time fields are converted to
-    RFC 3339 UTC at any depth; everything else (money strings included) passes through untouched.
+    RFC 3339 UTC at any depth; the stream's text_fields become strings; everything else
+    (money strings included) passes through untouched.
     """
     properties = schema.get("properties", {})
-    plain = tuple(name for name in fields if _converter(properties.get(name, {})) is None)
-    converted = tuple(
-        (name, convert)
-        for name, convert in ((n, _converter(properties.get(n, {}))) for n in fields)
-        if convert is not None
-    )
+
+    def converter(name):
+        return _as_text if name in stream.text_fields else _converter(properties.get(name, {}))
+
+    plain = tuple(name for name in fields if converter(name) is None)
+    converted = tuple((name, converter(name)) for name in fields if converter(name) is not None)
+    stream_name = stream.name
 
     def transform(record):
         out = {name: record[name] for name in plain if name in record}

@@ -1,5 +1,6 @@
 """Sync against the sandbox store: every record present at the start is emitted, once where possible."""
 import json
+import re
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
 
@@ -20,7 +21,7 @@ def test_full_sync_emits_every_record_once_with_schema_first(workdir, sandbox):
         assert sorted(emitted) == sorted(ids), name
         assert grouped(run.messages)[name][0] == "SCHEMA"
     bookmarks = run.last_state["bookmarks"]
-    assert "coupons" not in bookmarks  # a finished full-table sync leaves no resume point
+    assert list(bookmarks["coupons"]) == ["version"]  # a finished full-table sync leaves no resume point
     for name in ("customers", "orders", "products"):
         newest = max(r["date_modified"] for r in run.records(name))
         assert bookmarks[name]["date_modified"] == newest
@@ -28,11 +29,17 @@ def test_full_sync_emits_every_record_once_with_schema_first(workdir, sandbox):
 
 def test_coupons_are_bracketed_by_activate_version(workdir, sandbox):
     store = sandbox(coupons=12, customers=1, orders=1, products=1)
-    run = run_tap(workdir, store.config(**FAST))
-    coupon_messages = [m for m in run.messages if m.get("stream") == "coupons"]
+    first = run_tap(workdir, store.config(**FAST))
+    coupon_messages = [m for m in first.messages if m.get("stream") == "coupons" and m["type"] != "SCHEMA"]
     versions = {m["version"] for m in coupon_messages if m["type"] == "RECORD"}
     assert len(versions) == 1
-    assert coupon_messages[-1] == {"type": "ACTIVATE_VERSION", "stream": "coupons", "version": versions.pop()}
+    activate = {"type": "ACTIVATE_VERSION", "stream": "coupons", "version": versions.pop()}
+    assert coupon_messages[0] == activate and coupon_messages[-1] == activate
+    # Later syncs keep the old version visible until the new one is whole: one ACTIVATE_VERSION, at the end.
+    second = run_tap(workdir, store.config(**FAST), state=first.last_state)
+    coupon_messages = [m for m in second.messages if m.get("stream") == "coupons" and m["type"] != "SCHEMA"]
+    assert [m["type"] for m in coupon_messages] == ["RECORD"] * 12 + ["ACTIVATE_VERSION"]
+    assert coupon_messages[-1]["version"] > activate["version"]
 
 
 def test_orders_204_ends_paging(workdir, sandbox):
@@ -148,7 +155,8 @@ def test_second_run_from_final_state_emits_only_records_at_or_after_the_bookmark
 def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox):
     store = sandbox(coupons=900, customers=900, orders=3000, products=900, latency_ms=30)
     present = ids_by_stream(store)
-    process = start_tap(workdir, store.config(max_workers=4, **FAST))
+    config = store.config(max_workers=4, page_size=50, **FAST)
+    process = start_tap(workdir, config)
     kept, pending, states = [], [], 0
     for line in process.stdout:
         message = json.loads(line)
@@ -158,13 +166,13 @@ def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox):
             kept.extend(pending)
             pending = []
             states += 1
-            if states == 8:
+            if states == 30:
                 process.kill()
                 break
     process.wait()
     last_state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
     assert any(name in last_state["bookmarks"] for name in STREAM_NAMES)
-    resumed = run_tap(workdir, store.config(max_workers=4, **FAST), state=last_state)
+    resumed = run_tap(workdir, config, state=last_state)
     assert resumed.returncode == 0, resumed.stderr
     for name in STREAM_NAMES:
         before = {m["record"]["id"] for m in kept if m["type"] == "RECORD" and m["stream"] == name}
@@ -176,8 +184,9 @@ def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox):
 
 def test_concurrent_sync_under_small_quota_gets_no_429(workdir, sandbox):
     store = sandbox(coupons=300, customers=1500, orders=3000, products=1500, quota=12, window_ms=600)
-    run = run_tap(workdir, store.config(max_workers=6, **FAST))
+    run = run_tap(workdir, store.config(max_workers=6, page_size=25, **FAST))
     assert run.returncode == 0, run.stderr
+    assert re.search(r"orders: reading the rest in [2-6] parallel partitions", run.stderr)
     assert [r for r in store.requests if r["status"] == 429] == []
     for name, ids in ids_by_stream(store).items():
         assert sorted(set(run.ids(name))) == sorted(ids), name

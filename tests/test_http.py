@@ -1,0 +1,144 @@
+"""The HTTP client: retries, 429 pacing, clear errors, and secrets kept out of every line."""
+import pytest
+import responses
+
+from tap_harness import FAST, ids_by_stream, run_tap
+from tap_bigcommerce.client import Client
+from tap_bigcommerce.config import parse_config
+from tap_bigcommerce.errors import ApiError
+from tap_bigcommerce.streams import STREAMS_BY_NAME
+
+BASE = "https://api.example.test"
+
+
+def _client(**overrides):
+    raw = {"client_id": "cid", "access_token": "tok", "store_hash": "abc", "start_date": "2024-01-01",
+           "base_url": BASE, "retry_base_delay": 0, **overrides}
+    return Client(parse_config(raw), sleep=lambda seconds: None)
+
+
+@responses.activate
+def test_v2_204_is_an_empty_last_page():
+    responses.get(f"{BASE}/stores/abc/v2/orders", status=204, body=b"")
+    page = _client().get_page(STREAMS_BY_NAME["orders"], {"limit": 250})
+    assert page.records == [] and page.has_more is False
+
+
+@responses.activate
+def test_v3_envelope_reports_more_pages_from_meta():
+    body = {"data": [{"id": 1}], "meta": {"pagination": {"total": 2, "count": 1, "per_page": 1,
+                                                          "current_page": 1, "total_pages": 2}}}
+    responses.get(f"{BASE}/stores/abc/v3/catalog/products", json=body)
+    page = _client().get_page(STREAMS_BY_NAME["products"], {"limit": 1})
+    assert page.records == [{"id": 1}] and page.has_more is True and page.total == 2
+
+
+@responses.activate
+def test_date_filters_keep_colons_and_encode_plus():
+    responses.get(f"{BASE}/stores/abc/v2/orders", status=204)
+    _client().get_page(STREAMS_BY_NAME["orders"], {"min_date_modified": "2024-01-01T00:00:00+00:00"})
+    assert responses.calls[0].request.url.endswith("min_date_modified=2024-01-01T00:00:00%2B00:00")
+
+
+@responses.activate
+def test_5xx_then_success_is_retried():
+    url = f"{BASE}/stores/abc/v2/coupons"
+    responses.get(url, status=502)
+    responses.get(url, status=503)
+    responses.get(url, json=[{"id": 1}])
+    assert _client().get_page(STREAMS_BY_NAME["coupons"], {"limit": 250}).records == [{"id": 1}]
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_gives_up_after_max_retries_with_one_sentence():
+    url = f"{BASE}/stores/abc/v2/coupons"
+    for _ in range(4):
+        responses.get(url, status=500)
+    with pytest.raises(ApiError, match=r"^coupons: giving up after 4 tries: the store answered 500"):
+        _client(max_retries=3).get_page(STREAMS_BY_NAME["coupons"], {"limit": 250})
+
+
+@responses.activate
+def test_429_waits_for_the_window_reset_then_succeeds():
+    url = f"{BASE}/stores/abc/v2/coupons"
+    limit_headers = {"X-Rate-Limit-Requests-Left": "0", "X-Rate-Limit-Requests-Quota": "150",
+                     "X-Rate-Limit-Time-Reset-Ms": "1", "X-Rate-Limit-Time-Window-Ms": "30000"}
+    responses.get(url, status=429, headers=limit_headers)
+    responses.get(url, json=[{"id": 1}], headers=dict(limit_headers, **{"X-Rate-Limit-Requests-Left": "149"}))
+    client = _client()
+    assert client.get_page(STREAMS_BY_NAME["coupons"], {"limit": 250}).records == [{"id": 1}]
+    assert client.rate_limited == 1
+
+
+def test_429_then_success_against_the_sandbox(workdir, sandbox):
+    store = sandbox(coupons=5, customers=5, orders=30, products=5, window_ms=300, faults_at={1: "429", 2: "429-bare"})
+    run = run_tap(workdir, store.config(max_workers=1, **FAST))
+    assert run.returncode == 0, run.stderr
+    assert [r["status"] for r in store.requests[:3]] == [429, 429, 200]
+    assert sorted(run.ids("coupons")) == sorted(ids_by_stream(store)["coupons"])
+
+
+def test_5xx_dropped_connections_and_truncated_json_are_retried(workdir, sandbox):
+    store = sandbox(coupons=5, customers=60, orders=60, products=60,
+                    faults_at={1: "503", 2: "truncate", 3: "drop", 4: "500", 5: "504", 6: "502"})
+    run = run_tap(workdir, store.config(**FAST))
+    assert run.returncode == 0, run.stderr
+    assert "not valid JSON; retry" in run.stderr and "connection failed" in run.stderr
+    for name, ids in ids_by_stream(store).items():
+        assert sorted(run.ids(name)) == sorted(ids), name
+
+
+def test_a_store_that_keeps_failing_stops_the_sync_with_one_line(workdir, sandbox):
+    store = sandbox(error_rate=1.0)
+    run = run_tap(workdir, store.config(max_retries=2, max_workers=1, **FAST))
+    assert run.returncode == 1
+    assert len(run.error_lines) == 1 and "giving up after 3 tries" in run.error_lines[0]
+    assert "Traceback" not in run.stderr
+
+
+def test_rejected_token_says_so(workdir, sandbox):
+    store = sandbox()
+    run = run_tap(workdir, store.config(access_token="wrong-token-value", **FAST))
+    assert run.returncode == 1
+    assert run.error_lines == ["tap-bigcommerce: error: The store rejected the access token (401 Unauthorized); "
+                               "check access_token in the config."]
+
+
+def test_missing_scope_names_the_stream_and_the_scope(workdir, sandbox):
+    store = sandbox(tokens={"orders-only": ["store_v2_orders_read_only"]})
+    run = run_tap(workdir, store.config(access_token="orders-only", max_workers=1, **FAST))
+    assert run.returncode == 1
+    assert run.error_lines == ["tap-bigcommerce: error: coupons needs the Marketing read-only scope on the API "
+                               "account (the store answered 403 Forbidden)."]
+
+
+def test_unknown_store_hash_says_so(workdir, sandbox):
+    store = sandbox()
+    run = run_tap(workdir, store.config(store_hash="nosuchstore", **FAST))
+    assert run.returncode == 1
+    assert "store hash 'nosuchstore' was not found" in run.error_lines[0]
+
+
+def test_store_hash_may_be_a_pasted_api_path(workdir, sandbox):
+    store = sandbox(coupons=3, customers=1, orders=1, products=1)
+    pasted = f"https://api.bigcommerce.com/stores/{store.config()['store_hash']}/v3/"
+    run = run_tap(workdir, store.config(store_hash=pasted, **FAST))
+    assert run.returncode == 0, run.stderr
+    assert len(run.ids("coupons")) == 3
+
+
+def test_token_and_client_id_never_printed(workdir, sandbox):
+    secret_token, secret_client = "tok-SECRET-4242", "cid-SECRET-1717"
+    store = sandbox(tokens={secret_token: ["store_v2_orders_read_only", "store_v2_marketing_read_only"]},
+                    faults_at={1: "503", 2: "truncate", 3: "drop"})
+    runs = [
+        run_tap(workdir, store.config(access_token=secret_token, client_id=secret_client, **FAST)),
+        run_tap(workdir, store.config(access_token=secret_token + "x", client_id=secret_client, **FAST)),
+        run_tap(workdir, store.config(access_token=secret_token, client_id=secret_client, **FAST), "--discover"),
+        run_tap(workdir, dict(store.config(access_token=secret_token, client_id=secret_client), start_date="nope")),
+    ]
+    assert runs[0].returncode == 1 and "customers needs the Customers read-only scope" in runs[0].stderr
+    for run in runs:
+        for text in (run.stdout, run.stderr):
+            assert secret_token not in text and secret_client not in text
