@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: venv targets demo test test-fast bench clean
+.PHONY: venv targets demo test test-fast e2e bench clean
 
 $(BIN)/tap-bigcommerce: setup.py tap_bigcommerce/*.py tap_bigcommerce/sandbox/*.py schemas/*.json
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +16,18 @@ venv: $(BIN)/tap-bigcommerce
 targets: venv
 	bash scripts/setup-targets.sh
 
-demo: venv targets
+demo: venv
+	bash scripts/setup-targets.sh target-jsonl
 	$(BIN)/python scripts/demo.py
 
 test: venv targets
 	$(BIN)/python -m pytest -q
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e" --ignore=tests/e2e
+
+e2e: venv targets
+	$(BIN)/python -m pytest -q -m e2e tests/e2e
 
 bench: venv targets
 	$(BIN)/python scripts/benchmark.py

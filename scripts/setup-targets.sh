@@ -55,9 +55,12 @@ install_postgres() {
   find_pg_bin
 }
 
+# With names (setup-targets.sh target-jsonl), only those venvs; with none, everything and PostgreSQL.
 mkdir -p "$VENVS"
-install_postgres
+[ $# -eq 0 ] && install_postgres
 for tool in "${TOOLS[@]}"; do
   IFS='|' read -r name spec check <<<"$tool"
-  build_venv "$name" "$spec" "$check"
+  if [ $# -eq 0 ] || [[ " $* " == *" $name "* ]]; then
+    build_venv "$name" "$spec" "$check"
+  fi
 done
