@@ -17,13 +17,13 @@ sentence saying why. Nothing is skipped: a page is either read whole or the sync
 """
 import itertools
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlencode
 
+import backoff
 import orjson
 import requests
 import singer.metrics
@@ -241,9 +241,12 @@ class Client:
             self._sleep(delay)
 
     def _backoff(self, failures):
-        """Exponential backoff with jitter: base, 2 x base, 4 x base ... capped at a minute."""
-        delay = min(self.config.retry_base_delay * (2 ** (failures - 1)), 60.0)
-        return delay * random.uniform(0.5, 1.0)
+        """Exponential backoff with full jitter: up to base, 2 x base, 4 x base ... capped at a minute."""
+        delays = backoff.expo(factor=self.config.retry_base_delay, max_value=60)
+        next(delays)  # backoff's generators start with a priming yield
+        for _ in range(failures - 1):
+            next(delays)
+        return backoff.full_jitter(next(delays))
 
     def _rate_limit_wait(self, headers, attempt):
         """Seconds to wait after a 429: the window reset, else X-Retry-After, else backoff."""
