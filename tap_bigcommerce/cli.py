@@ -2,6 +2,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 
 from tap_bigcommerce.client import Client
@@ -66,6 +67,8 @@ def main(argv=None):
     except TapError as exc:
         return _fail(redact.scrub(str(exc)))
     except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return _fail("The target stopped reading the tap's output (broken pipe).")
     except KeyboardInterrupt:
         return _fail("Interrupted; the last STATE line written covers every record before it.", 130)
