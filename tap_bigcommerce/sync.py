@@ -16,6 +16,7 @@ parallel, all drawing on the client's one Pacer. The bookmark only moves to the 
 date_modified below which every record has been written: the first partition that has not
 finished holds it back, however far the later ones have got.
 """
+import bisect
 import logging
 import math
 import queue
@@ -37,6 +38,7 @@ LOGGER = logging.getLogger(__name__)
 METRICS_LOGGER = logging.getLogger("tap_bigcommerce.metrics")
 ONE_SECOND = timedelta(seconds=1)
 PAGES_PER_PARTITION = 20  # fewer pages than this per partition wastes requests on short last pages
+MIN_PAGES_TO_SPLIT = 4  # a running range is halved for an idle worker only if this much is left
 PROGRESS_EVERY_S = 5.0
 
 
@@ -51,6 +53,20 @@ class Job:
     last_id: Optional[int] = None  # full-table resume point
     emitted_max: Optional[datetime] = None
     done: bool = False
+    splittable: bool = False  # set by the main thread once no one else will change the range
+    position: Optional[datetime] = None  # where the worker's scan stands (inclusive)
+    scanned: int = 0  # records read so far, for estimating what is left
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def remaining(self, now):
+        """(records left by the density so far, seconds left), or None if the job cannot be split."""
+        with self.lock:
+            if self.done or not self.splittable or self.position is None or not self.scanned:
+                return None
+            end = self.upper if self.upper is not None else now
+            covered = max((self.position - self.lower).total_seconds(), 1.0)
+            left = (end - self.position).total_seconds()
+            return self.scanned / covered * left, left
 
 
 @dataclass
@@ -91,7 +107,7 @@ class Syncer:
         self.state.setdefault("bookmarks", {})
         self.writer = writer
         self.now = clock or (lambda: datetime.now(timezone.utc))
-        self._queue = queue.Queue(maxsize=2 * config.max_workers + 2)
+        self._queue = queue.Queue(maxsize=config.max_workers + 1)
         self._stop = threading.Event()
         self._pool = None
         self._pending = 0
@@ -112,6 +128,7 @@ class Syncer:
             runs.append(StreamRun(selection, compile_transform(stream, selection.schema, selection.fields)))
         if not runs:
             LOGGER.warning("No stream is selected in the catalog; nothing to sync.")
+        self._runs = runs
         self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="fetch")
         try:
             for run in runs:
@@ -143,6 +160,8 @@ class Syncer:
         return job
 
     def _submit(self, job):
+        if job.run.stream.replication_key and not job.plan:
+            job.splittable = True
         self._pending += 1
         self._pool.submit(self._work, job)
 
@@ -158,12 +177,38 @@ class Syncer:
             for new_job in payload:
                 run.jobs.append(new_job)
                 self._submit(new_job)
-            LOGGER.info("%s: reading the rest in %d parallel partitions", run.stream.name, len(payload) + 1)
+            job.splittable = True
+            if payload:
+                LOGGER.info("%s: reading the rest in %d parallel partitions", run.stream.name, len(payload) + 1)
         elif kind == "done":
             self._pending -= 1
-            job.done = True
+            with job.lock:
+                job.done = True
             if all(other.done for other in run.jobs):
                 self._finish(run)
+            self._rebalance()
+
+    def _rebalance(self):
+        """Give idle workers half of the biggest range still being read (ranges are rarely even)."""
+        now = self.now().replace(microsecond=0)
+        while self._pending < self.config.max_workers:
+            best = None
+            for run in self._runs:
+                for index, job in enumerate(run.jobs):
+                    left = job.remaining(now)
+                    if left and left[0] >= MIN_PAGES_TO_SPLIT * self.config.page_size and left[1] >= 2:
+                        if best is None or left[0] > best[0]:
+                            best = (left[0], run, index, job)
+            if best is None:
+                return
+            _, run, index, job = best
+            with job.lock:
+                end = job.upper if job.upper is not None else now
+                middle = job.position + timedelta(seconds=max(int((end - job.position).total_seconds()) // 2, 1))
+                new_job = Job(run, lower=middle, upper=job.upper)
+                job.upper = middle - ONE_SECOND
+            run.jobs.insert(index + 1, new_job)  # keeps run.jobs in range order for the watermark
+            self._submit(new_job)
 
     def _write(self, run, job, records, progress):
         stream = run.stream
@@ -264,28 +309,47 @@ class Syncer:
         """Read [job.lower, job.upper] in date_modified order, keyset style."""
         stream = job.run.stream
         lower, seen = job.lower, set()
+        self._moved(job, lower, 0)
         while True:
+            with job.lock:
+                upper = job.upper
             params = dict(stream.sort_by_modified)
-            params.update(self._modified_range(stream, lower, job.upper))
+            params.update(self._modified_range(stream, lower, upper))
             page = self._get(stream, params)
-            moments = _modified_moments(stream, page.records, lower, job.upper)
-            if page.has_more and moments[0] == moments[-1]:
+            records, has_more = page.records, page.has_more
+            moments = _modified_moments(stream, records, lower, upper)
+            with job.lock:
+                if job.upper is not None and moments and moments[-1] > job.upper:
+                    # The main thread gave the end of this range to a new job while the page was
+                    # in flight: keep our part; the new job reads the rest.
+                    keep = bisect.bisect_right(moments, job.upper)
+                    records, moments, has_more = records[:keep], moments[:keep], False
+            if has_more and moments[0] == moments[-1]:
                 # A whole page in one second: read that second alone, in id order.
                 second = moments[0]
+                self._moved(job, second, 0)
                 self._scan_ids(job, self._modified_range(stream, second, second),
                                None, skip=seen if second == lower else frozenset(), second=second)
                 lower, seen = second + ONE_SECOND, set()
+                self._moved(job, lower, len(records))
                 continue
-            fresh = [r for r, moment in zip(page.records, moments) if moment != lower or r.get("id") not in seen]
+            fresh = [r for r, moment in zip(records, moments) if moment != lower or r.get("id") not in seen]
             self._emit(job, fresh, moments[-1] if moments else None)
-            if not page.has_more:
+            if not has_more:
                 return
             if job.plan:
                 job.plan = False
                 self._split(job, page, moments)
             if moments[-1] != lower:
                 lower, seen = moments[-1], set()
-            seen.update(r.get("id") for r, moment in zip(page.records, moments) if moment == lower)
+            seen.update(r.get("id") for r, moment in zip(records, moments) if moment == lower)
+            self._moved(job, lower, len(fresh))
+
+    @staticmethod
+    def _moved(job, position, count):
+        with job.lock:
+            job.position = position
+            job.scanned += count
 
     def _scan_ids(self, job, base_params, last_id, skip, second=None):
         """Read in id order with the stream's keyset, after last_id (a whole table or one second)."""
@@ -331,6 +395,7 @@ class Syncer:
         end = self.now().replace(microsecond=0)
         seconds = int((end - start).total_seconds())
         if workers < 2 or seconds < 2:
+            self._put(("plan", job, []))
             return
         if page.total is not None:
             remaining = page.total - len(page.records)
@@ -339,10 +404,12 @@ class Syncer:
             remaining = len(page.records) / spread * seconds
         parts = min(workers, math.ceil(remaining / self.config.page_size / PAGES_PER_PARTITION), seconds)
         if parts < 2:
+            self._put(("plan", job, []))
             return
         width = seconds // parts
         bounds = [start + timedelta(seconds=width * k) for k in range(1, parts)]
-        job.upper = bounds[0] - ONE_SECOND
+        with job.lock:
+            job.upper = bounds[0] - ONE_SECOND
         new_jobs = []
         for k, lower in enumerate(bounds):
             upper = bounds[k + 1] - ONE_SECOND if k + 1 < len(bounds) else None

@@ -28,6 +28,10 @@ class BadDate(TapError):
 def parse_datetime(text):
     """Parse an ISO 8601, RFC 2822 or MM/DD/YYYY string into an aware UTC datetime."""
     text = text.strip()
+    match = _RFC2822_UTC.match(text)
+    if match and match.group(2) in _MONTHS:
+        day, month, year, clock = match.groups()
+        return datetime.fromisoformat(f"{year}-{_MONTHS[month]}-{day}T{clock}+00:00")
     match = _MM_DD_YYYY.match(text)
     if match:
         month, day, year = (int(part) for part in match.groups())
