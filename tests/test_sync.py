@@ -8,7 +8,7 @@ from tap_harness import FAST, STREAM_NAMES, grouped, ids_by_stream, run_tap, sta
 from tap_bigcommerce.sandbox import Change
 
 
-def _catalog(workdir, config, run_tap=run_tap):
+def _catalog(workdir, config):
     return json.loads(run_tap(workdir, config, "--discover").stdout)
 
 
