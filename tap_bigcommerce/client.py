@@ -63,7 +63,6 @@ class Pacer:
         self._in_flight = {}  # sequence number -> send time
         self._sequence = itertools.count(1)
         self._newest_applied = 0
-        self.waited_s = 0.0
 
     def acquire(self):
         """Wait for a request slot; returns the request's sequence number."""
@@ -85,9 +84,7 @@ class Pacer:
                         self._left -= 1
                         break
                     wait = max(self._reset_at - now, 0.001)
-                started = self._clock()
                 self._cond.wait(wait)
-                self.waited_s += self._clock() - started
             sequence = next(self._sequence)
             self._in_flight[sequence] = self._clock()
             return sequence
@@ -170,7 +167,6 @@ class Client:
         self.pacer = pacer or Pacer()
         self._sleep = sleep
         self.store_url = f"{config.base_url}/stores/{config.store_hash}"
-        self.requests_made = 0
         self.rate_limited = 0
 
     def get_page(self, stream, params):
@@ -200,7 +196,6 @@ class Client:
                 problem = None
             finally:
                 self.pacer.release(sequence, response.headers if response is not None else None)
-                self.requests_made += 1
                 _log_request_metric(stream.name, time.monotonic() - started, response)
 
             if problem is None:
