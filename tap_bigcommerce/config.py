@@ -33,7 +33,7 @@ class Config:
     page_size: int = MAX_PAGE_SIZE
     request_timeout: float = 300.0
     user_agent: str = f"tap-bigcommerce/{__version__}"
-    max_workers: int = 8
+    max_workers: int = 16
     max_retries: int = 5
     retry_base_delay: float = 2.0
 
