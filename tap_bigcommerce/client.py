@@ -6,10 +6,15 @@ Pro), shared by every app that calls it, and every response says how much is lef
 tap's worker threads draw from one Pacer. The Pacer lets the very first request go alone, learns
 the quota from its headers, then hands out the rest of the window at once and holds further
 requests until the window has refreshed, so a steady sync spends the whole quota and gets no 429.
-Its count follows the headers of the newest answered request, less the requests sent after it
-that are still in flight, so other apps' use of the quota is taken into account. If a 429 comes
-anyway, every worker waits for X-Rate-Limit-Time-Reset-Ms (else X-Retry-After, else an
+Its count follows the headers of the newest answered request, less the requests sent well after
+it that are still in flight, so other apps' use of the quota is taken into account; the turn of
+the window is the latest one any answer implies, plus a small margin that doubles on a 429. If a
+429 comes anyway, every worker waits for X-Rate-Limit-Time-Reset-Ms (else X-Retry-After, else an
 exponential backoff, longer when the 429 has no rate-limit headers: the platform is overloaded).
+
+Flow. The Flow keeps as many requests out as keep the decoder busy (all workers over a real
+link, two or three on loopback), and pages are decoded one at a time, so memory does not grow
+with the number of workers or the size of the store.
 
 Retries. 429, 500, 502, 503, 504, connection errors, timeouts and a 200 whose body is not JSON
 are retried with exponential backoff, up to max_retries times; then the sync stops with one
@@ -17,6 +22,7 @@ sentence saying why. Nothing is skipped: a page is either read whole or the sync
 """
 import itertools
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -135,6 +141,53 @@ class Pacer:
             self._cond.notify_all()
 
 
+class Flow:
+    """How many requests may be out at once: enough to keep the decoder busy, and no more.
+
+    By Little's law, a decoder that spends d seconds on a page, fed by requests that take r
+    seconds, needs 1 + r/d requests out to stay busy; twice that leaves room for jitter. Over a
+    real link that is every worker; when the tap's own CPU is the limit it is two or three, and
+    pages do not pile up in memory waiting their turn. A request counts as out from before it
+    waits for the Pacer until its body starts being decoded.
+    """
+
+    def __init__(self, most):
+        self._most = most
+        self._out = 0
+        self._cond = threading.Condition()
+        self._request_s = None  # moving averages
+        self._decode_s = None
+
+    def limit(self):
+        """Requests allowed out now."""
+        if self._request_s is None or self._decode_s is None:
+            return min(2, self._most)
+        wanted = math.ceil(1 + self._request_s / max(self._decode_s, 0.0001))
+        return max(min(wanted, self._most), min(2, self._most))
+
+    def enter(self):
+        """Wait for room to send a request."""
+        with self._cond:
+            while self._out >= self.limit():
+                self._cond.wait()
+            self._out += 1
+
+    def leave(self):
+        """A request is no longer out."""
+        with self._cond:
+            self._out -= 1
+            self._cond.notify_all()
+
+    def took(self, request_s=None, decode_s=None):
+        """Fold one request's or one decode's duration into the averages."""
+        with self._cond:
+            if request_s is not None:
+                self._request_s = request_s if self._request_s is None else 0.7 * self._request_s + 0.3 * request_s
+            if decode_s is not None:
+                self._decode_s = decode_s if self._decode_s is None else 0.7 * self._decode_s + 0.3 * decode_s
+            self._cond.notify_all()
+
+
 def _log_request_metric(endpoint, seconds, response):
     """A Singer http_request_duration timer metric for one request."""
     tags = {"endpoint": endpoint, "status": "succeeded" if response is not None and response.ok else "failed"}
@@ -184,55 +237,72 @@ class Client:
             }
         )
         self.pacer = pacer or Pacer()
+        self.flow = Flow(config.max_workers)
+        self._decode_lock = threading.Lock()
         self._sleep = sleep
         self.store_url = f"{config.base_url}/stores/{config.store_hash}"
         self.rate_limited = 0
 
-    def get_page(self, stream, params):
-        """Fetch one page of `stream` with these query parameters."""
+    def get_page(self, stream, params, handle=None):
+        """Fetch one page of `stream` with these query parameters; returns handle(page) or the page.
+
+        Memory stays flat however many workers fetch: one page at a time is decoded, and
+        `handle` runs before the next one is (it should leave nothing of the page but bytes to
+        write); the Flow keeps only as many requests out as the decoder can keep up with.
+        """
         # Build the query ourselves: ":" stays raw (one report says v3 customers rejects %3A in
         # date values) and "+" in an offset travels as %2B.
         url = f"{self.store_url}/{stream.api}/{stream.path}?{urlencode(params, safe=':')}"
-        body = self._get_json(stream, url)
-        if stream.api == "v2":
-            return _v2_page(stream, body, int(params.get("limit", 50)))
-        return _v3_page(stream, body)
+        limit = int(params.get("limit", 50))
 
-    def _get_json(self, stream, url):
-        """GET a URL, retrying what is worth retrying; returns the decoded JSON (None for a 204)."""
+        def page_of(body):
+            page = _v2_page(stream, body, limit) if stream.api == "v2" else _v3_page(stream, body)
+            return handle(page) if handle else page
+
+        return self._get_json(stream, url, page_of)
+
+    def _get_json(self, stream, url, handle):
+        """GET a URL, retrying what is worth retrying; returns handle(decoded JSON, None for a 204)."""
         failures = 0
         rate_limited = 0
         while True:
-            sequence = self.pacer.acquire()
-            response = None
-            started = time.monotonic()
-            content = b""
+            self.flow.enter()
+            out = True  # until the body starts being decoded, or the request failed
             try:
-                # The body is read in one call rather than requests' 10 kB chunks: a quarter of
-                # the tap's CPU went there.
-                response = self.session.get(url, timeout=self.config.request_timeout, stream=True)
-                content = response.raw.read(decode_content=True)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    urllib3.exceptions.HTTPError) as exc:
-                problem = f"the connection failed ({type(exc).__name__})"
-            else:
-                problem = None
+                sequence = self.pacer.acquire()
+                response = None
+                started = time.monotonic()
+                content = b""
+                try:
+                    # The body is read in one call rather than requests' 10 kB chunks: a quarter
+                    # of the tap's CPU went there.
+                    response = self.session.get(url, timeout=self.config.request_timeout, stream=True)
+                    content = response.raw.read(decode_content=True)
+                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                        urllib3.exceptions.HTTPError) as exc:
+                    problem = f"the connection failed ({type(exc).__name__})"
+                else:
+                    problem = None
+                    self.flow.took(request_s=time.monotonic() - started)
+                finally:
+                    if response is not None:
+                        response.close()
+                    self.pacer.release(sequence, response.headers if response is not None else None)
+                    _log_request_metric(stream.name, time.monotonic() - started, response)
+                if problem is None and response.status_code == 200:
+                    out = False
+                    problem, result = self._decode(content, handle)
+                    if problem is None:
+                        return result
             finally:
-                if response is not None:
-                    response.close()
-                self.pacer.release(sequence, response.headers if response is not None else None)
-                _log_request_metric(stream.name, time.monotonic() - started, response)
+                if out:
+                    self.flow.leave()
 
             if problem is None:
                 status = response.status_code
                 if status == 204:
-                    return None
-                if status == 200:
-                    try:
-                        return orjson.loads(content)
-                    except orjson.JSONDecodeError:
-                        problem = "the store sent a 200 whose body is not valid JSON"
-                elif status == 429:
+                    return handle(None)
+                if status == 429:
                     rate_limited += 1
                     self.rate_limited += 1
                     if rate_limited > MAX_RATE_LIMITED_TRIES:
@@ -259,6 +329,19 @@ class Client:
             LOGGER.warning("%s: %s; retry %d of %d in %.1f s", stream.name, problem, failures,
                            self.config.max_retries, delay)
             self._sleep(delay)
+
+    def _decode(self, content, handle):
+        """(None, handle(body)) for a valid JSON body, else (the problem, None); one page at a time."""
+        with self._decode_lock:
+            self.flow.leave()
+            started = time.monotonic()
+            try:
+                body = orjson.loads(content)
+            except orjson.JSONDecodeError:
+                return "the store sent a 200 whose body is not valid JSON", None
+            result = handle(body)
+            self.flow.took(decode_s=time.monotonic() - started)
+            return None, result
 
     def _backoff(self, failures):
         """Exponential backoff with full jitter: up to base, 2 x base, 4 x base ... capped at a minute."""

@@ -144,3 +144,14 @@ def test_token_and_client_id_never_printed(workdir, sandbox):
     for run in runs:
         for text in (run.stdout, run.stderr):
             assert secret_token not in text and secret_client not in text
+
+
+def test_flow_lets_out_as_many_requests_as_keep_the_decoder_busy():
+    flow = _client(max_workers=16).flow
+    assert flow.limit() == 2  # nothing measured yet
+    flow.took(request_s=0.3, decode_s=0.02)  # a slow store: every worker
+    assert flow.limit() == 16
+    for _ in range(30):  # a store on loopback, or a busy CPU: a few
+        flow.took(request_s=0.01, decode_s=0.02)
+    assert flow.limit() == 2
+    assert _client(max_workers=1).flow.limit() == 1
