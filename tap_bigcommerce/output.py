@@ -9,9 +9,11 @@ class Writer:
 
     def __init__(self, out=None):
         self._out = out if out is not None else sys.stdout.buffer
+        self._pending = []  # pages of RECORD lines, written with the next STATE in one call
 
     def _message(self, message):
-        self._out.write(orjson.dumps(message) + b"\n")
+        self._out.write(b"".join(self._pending) + orjson.dumps(message) + b"\n")
+        self._pending.clear()
 
     def schema(self, stream, schema, key_properties, bookmark_properties):
         """A SCHEMA message, before the stream's first record."""
@@ -20,15 +22,20 @@ class Writer:
             message["bookmark_properties"] = bookmark_properties
         self._message(message)
 
-    def records(self, stream, records, time_extracted, version=None):
-        """RECORD messages for one page, in a single write."""
+    @staticmethod
+    def record_lines(stream, records, time_extracted, version=None):
+        """RECORD messages for one page, encoded (workers encode; the main thread writes)."""
         head = b'{"type":"RECORD","stream":' + orjson.dumps(stream) + b',"record":'
         tail = b',"time_extracted":"' + time_extracted.encode() + b'"'
         if version is not None:
             tail += b',"version":' + str(version).encode()
         tail += b"}\n"
         dumps = orjson.dumps
-        self._out.write(b"".join([head + dumps(record) + tail for record in records]))
+        return b"".join([head + dumps(record) + tail for record in records])
+
+    def write(self, data):
+        """Write encoded messages as they are (they go out with the next message)."""
+        self._pending.append(data)
 
     def activate_version(self, stream, version):
         """ACTIVATE_VERSION: the target may now drop rows of older versions of a full-table stream."""

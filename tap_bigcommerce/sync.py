@@ -9,21 +9,23 @@ scan still reaches, so it cannot fall between two pages. When a whole page share
 (min_id, id:greater or the customers cursor) and then moves on to the next second.
 BigCommerce dates carry whole seconds, which is what makes "the next second" exact.
 
-Concurrency. Workers fetch; only the main thread writes. After a stream's first page the tap
-estimates how many pages remain and splits the rest of the date range into partitions (the
-last one open-ended, so records edited during the sync land in it) that workers scan in
-parallel, all drawing on the client's one Pacer. The bookmark only moves to the newest
-date_modified below which every record has been written: the first partition that has not
-finished holds it back, however far the later ones have got.
+Concurrency. Workers fetch, decode, transform and encode; only the main thread writes and
+keeps the state. After a stream's first page the tap estimates how many pages remain and splits
+the rest of the date range into partitions (the last one open-ended, so records edited during
+the sync land in it) that workers scan in parallel, all drawing on the client's one Pacer. An
+idle worker takes the back part of the longest range still being read, cut where the range's
+owner keeps whole pages. The bookmark only moves to the newest date_modified below which every
+record has been written: the first partition that has not finished holds it back, however far
+the later ones have got.
 """
 import bisect
+import ctypes
 import gc
 import logging
 import math
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Optional
@@ -42,6 +44,8 @@ PAGES_PER_PARTITION = 20  # fewer pages than this per partition wastes requests 
 MIN_PAGES_TO_SPLIT = 2  # a running range is split for an idle worker only if this much is left
 PAGE_SLACK = 0.1  # a split leaves the older job this share of each page unfilled, for estimate error
 PROGRESS_EVERY_S = 5.0
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt() parameters
+UNWRITTEN_PAGES = 2  # while this many encoded pages wait for the main thread, workers send no request
 GC_THRESHOLDS = (100_000, 50, 100)  # Python's default is (700, 10, 10)
 
 
@@ -139,10 +143,15 @@ class Syncer:
         self.state.setdefault("bookmarks", {})
         self.writer = writer
         self.now = clock or (lambda: datetime.now(timezone.utc))
-        self._queue = queue.Queue(maxsize=config.max_workers + 1)
+        self._queue = queue.Queue()  # bounded by UNWRITTEN_PAGES: other messages are small
+        self._unwritten = 0
+        self._written = threading.Condition()
         self._stop = threading.Event()
-        self._pool = None
-        self._pending = 0
+        self._pending = 0  # jobs submitted and not done
+        self._jobs = queue.Queue()  # jobs waiting for a worker thread
+        self._threads = []
+        self._idle = 0  # worker threads with no job, not yet promised one
+        self._idle_lock = threading.Lock()
 
     # ---- the main thread -------------------------------------------------------------------
 
@@ -161,7 +170,7 @@ class Syncer:
         if not runs:
             LOGGER.warning("No stream is selected in the catalog; nothing to sync.")
         self._runs = runs
-        self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="fetch")
+        _tune_malloc()
         # Pages are big trees of short-lived dicts with no cycles among them: the cyclic garbage
         # collector's frequent passes over them cost a sixth of the CPU and never find anything.
         thresholds = gc.get_threshold()
@@ -175,7 +184,10 @@ class Syncer:
         finally:
             self._stop.set()
             self._drain_queue()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            for _ in self._threads:
+                self._jobs.put(None)
+            for thread in self._threads:
+                thread.join()
             gc.set_threshold(*thresholds)
             gc.unfreeze()
         self.writer.state(self.state)
@@ -202,7 +214,17 @@ class Syncer:
         if job.run.stream.replication_key and not job.plan:
             job.splittable = True
         self._pending += 1
-        self._pool.submit(self._work, job)
+        self._jobs.put(job)
+        with self._idle_lock:
+            if self._idle:
+                self._idle -= 1  # a waiting thread takes it
+                return
+        if len(self._threads) < self.config.max_workers:
+            # Threads start only when none is free: each one that has decoded a page keeps some
+            # memory, so a store read well by four workers never gets sixteen.
+            thread = threading.Thread(target=self._worker, name=f"fetch-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def _handle(self, message):
         kind, job, payload = message
@@ -210,8 +232,8 @@ class Syncer:
             raise payload
         run = job.run
         if kind == "records":
-            records, progress = payload
-            self._write(run, job, records, progress)
+            data, count, progress = payload
+            self._write(run, job, data, count, progress)
             self._rebalance()
         elif kind == "plan":
             for new_job in payload:
@@ -224,27 +246,34 @@ class Syncer:
             self._pending -= 1
             with job.lock:
                 job.done = True
+            # A range that finishes may be what held the bookmark back.
+            moved = run.stream.replication_key and self._advance_bookmark(run)
             if all(other.done for other in run.jobs):
                 self._finish(run)
+            elif moved:
+                self.writer.state(self.state)
             self._rebalance()
 
     def _rebalance(self):
         """Give idle workers part of the longest range still being read (ranges are rarely even).
 
-        Only ranges longer than their fair share (all the pages left, spread over every worker)
-        are split: a range that ends no later than the others gains nothing from a split, and
-        every range's last page is a short one, so needless splits cost requests.
+        Workers are only as many as the client's Flow lets requests out: over a slow link that
+        is max_workers, but a fast store (or a busy CPU) is read as fast by fewer. Only ranges
+        longer than their fair share (all the pages left, spread over the workers) are split: a
+        range that ends no later than the others gains nothing from a split, and every range's
+        last page is a short one, so needless splits cost requests.
         """
         now = self.now().replace(microsecond=0)
         page_size = self.config.page_size
-        while self._pending < self.config.max_workers:
+        workers = self.client.flow.limit()
+        while self._pending < workers:
             candidates = [
                 (left[0], run, index, job)
                 for run in self._runs
                 for index, job in enumerate(run.jobs)
                 if (left := job.remaining(now)) and left[1] >= 2
             ]
-            fair_share = sum(candidate[0] for candidate in candidates) / self.config.max_workers
+            fair_share = sum(candidate[0] for candidate in candidates) / workers
             records, run, index, job = max(candidates, key=lambda candidate: candidate[0], default=(0,) * 4)
             if records < max(MIN_PAGES_TO_SPLIT * page_size, fair_share):
                 return
@@ -255,11 +284,13 @@ class Syncer:
             LOGGER.debug("%s: an idle worker takes %s to %s", run.stream.name, new_job.lower, new_job.upper or "now")
             self._submit(new_job)
 
-    def _write(self, run, job, records, progress):
+    def _write(self, run, job, data, count, progress):
         stream = run.stream
-        if records:
-            self.writer.records(stream.name, records, format_datetime(self.now()), run.version)
-            run.count += len(records)
+        self.writer.write(data)
+        with self._written:
+            self._unwritten -= 1
+            self._written.notify()
+        run.count += count
         bookmarks = self.state["bookmarks"]
         if stream.replication_key:
             if progress is not None:
@@ -273,14 +304,17 @@ class Syncer:
             self._report(run, f"{run.count} records so far")
 
     def _advance_bookmark(self, run):
+        """Move the stream's bookmark up to its watermark; True if it moved."""
         stream = run.stream
         mark = run.watermark()
         if mark is None:
-            return
+            return False
         entry = self.state["bookmarks"].setdefault(stream.name, {})
         current = entry.get(stream.replication_key)
         if current is None or parse_datetime(current) < mark:
             entry[stream.replication_key] = format_datetime(mark)
+            return True
+        return False
 
     def _bookmark_text(self, run):
         entry = self.state["bookmarks"].get(run.stream.name, {})
@@ -315,13 +349,13 @@ class Syncer:
     # ---- worker threads --------------------------------------------------------------------
 
     def _put(self, message):
-        while not self._stop.is_set():
-            try:
-                self._queue.put(message, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-        raise _Stopped()
+        if self._stop.is_set():
+            raise _Stopped()
+        self._queue.put(message)
+
+    def _worker(self):
+        while (job := self._jobs.get()) is not None:
+            self._work(job)
 
     def _work(self, job):
         try:
@@ -329,26 +363,39 @@ class Syncer:
                 self._scan_modified(job)
             else:
                 self._scan_ids(job, {}, job.last_id, skip=frozenset())
+            with self._idle_lock:
+                self._idle += 1  # before "done", so the job it leads to finds this thread free
             self._put(("done", job, None))
         except _Stopped:
             pass
         except BaseException as exc:  # handed to the main thread, which raises it
             self._stop.set()
-            try:
-                self._queue.put(("error", job, exc), timeout=5)
-            except queue.Full:
-                pass
+            self._queue.put(("error", job, exc))
 
-    def _get(self, stream, params):
+    def _get(self, stream, params, read):
+        """Fetch one page; `read` turns it into a _Read while no other page is being decoded."""
+        with self._written:
+            # Fetching faster than the target takes pages would only hold them in memory.
+            while self._unwritten >= UNWRITTEN_PAGES and not self._stop.is_set():
+                self._written.wait(0.2)
         if self._stop.is_set():
             raise _Stopped()
         params = dict(params, limit=self.config.page_size)
         if stream.include:
             params["include"] = stream.include
-        return self.client.get_page(stream, params)
+        return self.client.get_page(stream, params, read)
 
-    def _emit(self, job, records, progress):
-        self._put(("records", job, ([job.run.transform(record) for record in records], progress)))
+    def _encode(self, job, records):
+        """The page's records, transformed and encoded as RECORD lines."""
+        run = job.run
+        data = self.writer.record_lines(run.stream.name, [run.transform(record) for record in records],
+                                        format_datetime(self.now()), run.version)
+        with self._written:
+            self._unwritten += 1
+        return data
+
+    def _emit(self, job, read, progress):
+        self._put(("records", job, (read.data, read.count, progress)))
 
     def _scan_modified(self, job):
         """Read [job.lower, job.upper] in date_modified order, keyset style."""
@@ -360,35 +407,47 @@ class Syncer:
                 upper = job.upper
             params = dict(stream.sort_by_modified)
             params.update(self._modified_range(stream, lower, upper))
-            page = self._get(stream, params)
-            records, has_more = page.records, page.has_more
-            moments = _modified_moments(stream, records, lower, upper)
-            with job.lock:
-                if job.upper is not None and moments and moments[-1] > job.upper:
-                    # The main thread gave the end of this range to a new job while the page was
-                    # in flight: keep our part; the new job reads the rest.
-                    keep = bisect.bisect_right(moments, job.upper)
-                    records, moments, has_more = records[:keep], moments[:keep], False
-            if has_more and moments[0] == moments[-1]:
+
+            def read(page):
+                records, has_more = page.records, page.has_more
+                moments = _modified_moments(stream, records, lower, upper)
+                with job.lock:
+                    if job.upper is not None and moments and moments[-1] > job.upper:
+                        # The main thread gave the end of this range to a new job while the page
+                        # was in flight: keep our part; the new job reads the rest.
+                        keep = bisect.bisect_right(moments, job.upper)
+                        records, moments, has_more = records[:keep], moments[:keep], False
+                    if moments:
+                        # From here on a split may only cut above what this page hands out.
+                        job.position = max(job.position, moments[-1])
+                if has_more and moments[0] == moments[-1]:
+                    return _Read(size=len(records), first=moments[0], last=moments[0], drain=True)
+                fresh = [r for r, moment in zip(records, moments) if moment != lower or r.get("id") not in seen]
+                last = moments[-1] if moments else None
+                return _Read(self._encode(job, fresh), len(fresh), has_more, len(records), page.total,
+                             moments[0] if moments else None, last,
+                             [r.get("id") for r, moment in zip(records, moments) if moment == last])
+
+            got = self._get(stream, params, read)
+            if got.drain:
                 # A whole page in one second: read that second alone, in id order.
-                second = moments[0]
+                second = got.first
                 self._moved(job, second, 0)
                 self._scan_ids(job, self._modified_range(stream, second, second),
                                None, skip=seen if second == lower else frozenset(), second=second)
                 lower, seen = second + ONE_SECOND, set()
-                self._moved(job, lower, len(records))
+                self._moved(job, lower, got.size)
                 continue
-            fresh = [r for r, moment in zip(records, moments) if moment != lower or r.get("id") not in seen]
-            self._emit(job, fresh, moments[-1] if moments else None)
-            if not has_more:
+            self._emit(job, got, got.last)
+            if not got.has_more:
                 return
             if job.plan:
                 job.plan = False
-                self._split(job, page, moments)
-            if moments[-1] != lower:
-                lower, seen = moments[-1], set()
-            seen.update(r.get("id") for r, moment in zip(records, moments) if moment == lower)
-            self._moved(job, lower, len(fresh), len(records) / max((moments[-1] - moments[0]).total_seconds(), 1.0))
+                self._split(job, got)
+            if got.last != lower:
+                lower, seen = got.last, set()
+            seen.update(got.ids_at_last)
+            self._moved(job, lower, got.count, got.size / max((got.last - got.first).total_seconds(), 1.0))
 
     @staticmethod
     def _moved(job, position, count, density=None):
@@ -412,20 +471,26 @@ class Syncer:
                 query["min_id"] = last_id + 1
             elif last_id is not None and stream.id_keyset == ID_GREATER:
                 query["id:greater"] = last_id
-            page = self._get(stream, query)
-            ids = [record.get("id") for record in page.records]
-            if any(not isinstance(i, int) for i in ids) or ids != sorted(set(ids)) or (
-                last_id is not None and stream.id_keyset != CURSOR and ids and ids[0] <= last_id
-            ):
-                raise ApiError(f"{stream.name}: the store returned records out of id order; stopping rather than risk a gap.")
-            if second is not None:
-                _modified_moments(stream, page.records, second, second)
-            fresh = [record for record in page.records if record["id"] not in skip]
-            self._emit(job, fresh, second if second is not None else (ids[-1] if ids else last_id))
-            if not page.has_more or not ids:
+
+            def read(page):
+                ids = [record.get("id") for record in page.records]
+                if any(not isinstance(i, int) for i in ids) or ids != sorted(set(ids)) or (
+                    last_id is not None and stream.id_keyset != CURSOR and ids and ids[0] <= last_id
+                ):
+                    raise ApiError(f"{stream.name}: the store returned records out of id order; "
+                                   "stopping rather than risk a gap.")
+                if second is not None:
+                    _modified_moments(stream, page.records, second, second)
+                fresh = [record for record in page.records if record["id"] not in skip]
+                return _Read(self._encode(job, fresh), len(fresh), page.has_more, len(ids),
+                             last_id=ids[-1] if ids else None, cursor=page.end_cursor)
+
+            got = self._get(stream, query, read)
+            self._emit(job, got, second if second is not None else (got.last_id if got.last_id is not None else last_id))
+            if not got.has_more or got.last_id is None:
                 return
-            last_id = ids[-1]
-            cursor = page.end_cursor
+            last_id = got.last_id
+            cursor = got.cursor
             if stream.id_keyset == CURSOR and not cursor:
                 raise ApiError(f"{stream.name}: the store gave no cursor to continue from; stopping rather than risk a gap.")
 
@@ -435,20 +500,20 @@ class Syncer:
             params[stream.modified_max] = upper.strftime(stream.modified_format)
         return params
 
-    def _split(self, job, page, moments):
+    def _split(self, job, got):
         """After page one, cut the rest of the range into partitions for idle workers."""
-        workers = self.config.max_workers
-        start = moments[-1]
+        workers = self.client.flow.limit()
+        start = got.last
         end = self.now().replace(microsecond=0)
         seconds = int((end - start).total_seconds())
         if workers < 2 or seconds < 2:
             self._put(("plan", job, []))
             return
-        if page.total is not None:
-            remaining = page.total - len(page.records)
+        if got.total is not None:
+            remaining = got.total - got.size
         else:
-            spread = max((moments[-1] - moments[0]).total_seconds(), 1.0)
-            remaining = len(page.records) / spread * seconds
+            spread = max((got.last - got.first).total_seconds(), 1.0)
+            remaining = got.size / spread * seconds
         parts = min(workers, math.ceil(remaining / self.config.page_size / PAGES_PER_PARTITION), seconds)
         if parts < 2:
             self._put(("plan", job, []))
@@ -462,6 +527,39 @@ class Syncer:
             upper = bounds[k + 1] - ONE_SECOND if k + 1 < len(bounds) else None
             new_jobs.append(Job(job.run, lower=lower, upper=upper))
         self._put(("plan", job, new_jobs))
+
+
+@dataclass
+class _Read:
+    """What a worker keeps of a page: its records as bytes to write, and where the scan goes next."""
+
+    data: bytes = b""
+    count: int = 0  # records in data
+    has_more: bool = False
+    size: int = 0  # records the store sent
+    total: Optional[int] = None
+    first: Optional[datetime] = None  # date_modified of the first and last record
+    last: Optional[datetime] = None
+    ids_at_last: list = field(default_factory=list)
+    drain: bool = False  # the whole page shares one second
+    last_id: Optional[int] = None
+    cursor: Optional[str] = None
+
+
+def _tune_malloc():
+    """Keep glibc's malloc from holding on to memory the workers have freed (Linux only).
+
+    glibc gives every thread its own arena, and raises the size above which it maps big blocks
+    (a page's body, a page of encoded records) each time one is freed, after which they come
+    from the arenas and leave holes there. Two arenas and a fixed 128 KiB threshold keep the
+    tap's peak memory where its pages in flight put it, however long the sync runs.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(M_ARENA_MAX, 2)
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024)
 
 
 class _Stopped(Exception):
