@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="force a fault on data request N (repeatable)")
     add("--same-second", type=_same_second, action="append", default=[], metavar="STREAM=N",
         help="add N records of STREAM sharing one date_modified second (repeatable)")
+    add("--prewarm", action="store_true",
+        help="encode every record at start, with the include= lists tap-bigcommerce sends (for benchmarks)")
     add("--lenient", action="store_true", help="ignore unknown query parameters instead of rejecting them")
     add("--write-config", metavar="PATH", help="write a tap config JSON for this sandbox")
     add("--log", metavar="PATH", help="append the request log as JSON lines")
@@ -73,6 +75,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with Sandbox(options) as sandbox:
+        if args.prewarm:
+            from tap_bigcommerce.streams import STREAMS
+            sandbox.prewarm({stream.name: stream.include.split(",") if stream.include else [] for stream in STREAMS})
         if args.write_config:
             with open(args.write_config, "w", encoding="utf-8") as handle:
                 json.dump(sandbox.config(), handle, indent=2)
