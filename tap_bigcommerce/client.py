@@ -41,9 +41,9 @@ from tap_bigcommerce.errors import ApiError
 LOGGER = logging.getLogger(__name__)
 METRICS_LOGGER = logging.getLogger("tap_bigcommerce.metrics")
 RETRY_STATUSES = {500, 502, 503, 504}
-# The Pacer reckons a window turns at (send time of the newest answered request + its
-# X-Rate-Limit-Time-Reset-Ms). The store counts a request when it arrives, a little after we send
-# it, so the first request of the next window waits this much longer; a 429 doubles it.
+# The Pacer reckons a window turns at the latest (send time + X-Rate-Limit-Time-Reset-Ms) of the
+# window's answers. The store counts a request when it arrives, a little after we send it, so the
+# first request of the next window waits this much longer; a 429 doubles it.
 WINDOW_MARGIN_S = 0.02
 MAX_WINDOW_MARGIN_S = 1.0
 # Requests sent closer together than this may reach the store in either order.
@@ -145,10 +145,10 @@ class Flow:
     """How many requests may be out at once: enough to keep the decoder busy, and no more.
 
     By Little's law, a decoder that spends d seconds on a page, fed by requests that take r
-    seconds, needs 1 + r/d requests out to stay busy; twice that leaves room for jitter. Over a
-    real link that is every worker; when the tap's own CPU is the limit it is two or three, and
-    pages do not pile up in memory waiting their turn. A request counts as out from before it
-    waits for the Pacer until its body starts being decoded.
+    seconds, needs 1 + r/d requests out to stay busy (never fewer than two). Over a real link
+    that is every worker; when the tap's own CPU is the limit it is two to four, and pages do not
+    pile up in memory waiting their turn. A request counts as out from before it waits for the
+    Pacer until its body starts being decoded.
     """
 
     def __init__(self, most):
