@@ -340,6 +340,10 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of new connections (a client opening its
+    # pool as a rate-limit window turns) overflowed it, and the kernel dropped the extra
+    # connection attempts, which clients retry only a second later. An API front end does not.
+    request_queue_size = 128
 
     def __init__(self, address, handler, sandbox: "Sandbox"):
         self.sandbox = sandbox
