@@ -14,12 +14,16 @@ exponential backoff, longer when the 429 has no rate-limit headers: the platform
 
 Flow. The Flow keeps as many requests out as keep the decoder busy (all workers over a real
 link, two or three on loopback), and pages are decoded one at a time, so memory does not grow
-with the number of workers or the size of the store.
+with the number of workers or the size of the store. Requests waiting for the rate-limit window
+to turn give their place in the Flow back, so that all of them go when it turns. When several
+pages wait to be decoded, the one whose range has the most pages left goes first (Turns).
 
 Retries. 429, 500, 502, 503, 504, connection errors, timeouts and a 200 whose body is not JSON
 are retried with exponential backoff, up to max_retries times; then the sync stops with one
 sentence saying why. Nothing is skipped: a page is either read whole or the sync stops.
 """
+import contextlib
+import heapq
 import itertools
 import logging
 import math
@@ -29,17 +33,15 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlencode
 
-import backoff
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
-import singer.metrics
 import urllib3.exceptions
 
+from tap_bigcommerce import metrics
 from tap_bigcommerce.errors import ApiError
 
 LOGGER = logging.getLogger(__name__)
-METRICS_LOGGER = logging.getLogger("tap_bigcommerce.metrics")
 RETRY_STATUSES = {500, 502, 503, 504}
 # The Pacer reckons a window turns at the latest (send time + X-Rate-Limit-Time-Reset-Ms) of the
 # window's answers. The store counts a request when it arrives, a little after we send it, so the
@@ -76,9 +78,16 @@ class Pacer:
         self._sequence = itertools.count(1)
         self._newest_applied = 0
         self.margin = WINDOW_MARGIN_S
+        self.waited = False  # whether a request has had to wait for the window to turn
 
-    def acquire(self):
-        """Wait for a request slot; returns the request's sequence number."""
+    def acquire(self, flow=None):
+        """Wait for a request slot; returns the request's sequence number.
+
+        A request that waits for the window to turn gives its place in `flow` back meanwhile and
+        takes it again, over the Flow's limit if need be, when it goes: so when the window
+        turns, every request waiting for it goes at once.
+        """
+        gave_back = False
         with self._cond:
             while True:
                 now = self._clock()
@@ -97,10 +106,26 @@ class Pacer:
                         self._left -= 1
                         break
                     wait = max(self._reset_at - now, 0.001)
+                    self.waited = True
+                    if flow is not None and not gave_back:
+                        gave_back = True
+                        flow.leave()
                 self._cond.wait(wait)
             sequence = next(self._sequence)
             self._in_flight[sequence] = self._clock()
-            return sequence
+        if gave_back:
+            flow.resume()
+        return sequence
+
+    @property
+    def quota(self):
+        """Requests per window, once an answer has told it."""
+        return self._quota
+
+    @property
+    def window_s(self):
+        """The quota's window in seconds, once an answer has told it."""
+        return self._window_s
 
     def release(self, sequence, headers):
         """Record the answer to request `sequence`, learning from its rate-limit headers."""
@@ -141,6 +166,41 @@ class Pacer:
             self._cond.notify_all()
 
 
+class Turns:
+    """A lock whose waiters get it in order of priority, highest first, then in order of arrival.
+
+    Pages are decoded one at a time. When many arrive together, a page whose range has more
+    pages to come goes first, so that the range's next request is not held up behind pages
+    that end their ranges: the sync ends when its longest chain of requests does.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._busy = False
+        self._waiting = []  # heap of (-priority, ticket, event)
+        self._tickets = itertools.count()
+
+    @contextlib.contextmanager
+    def turn(self, priority=0):
+        """Hold the lock for a with-block."""
+        with self._lock:
+            event = None
+            if self._busy:
+                event = threading.Event()
+                heapq.heappush(self._waiting, (-priority, next(self._tickets), event))
+            self._busy = True
+        if event is not None:
+            event.wait()  # the holder hands the lock over by setting it
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._waiting:
+                    heapq.heappop(self._waiting)[2].set()
+                else:
+                    self._busy = False
+
+
 class Flow:
     """How many requests may be out at once: enough to keep the decoder busy, and no more.
 
@@ -165,11 +225,21 @@ class Flow:
         wanted = math.ceil(1 + self._request_s / max(self._decode_s, 0.0001))
         return max(min(wanted, self._most), min(2, self._most))
 
+    @property
+    def request_s(self):
+        """How long a request takes, on average (None before the first)."""
+        return self._request_s
+
     def enter(self):
         """Wait for room to send a request."""
         with self._cond:
             while self._out >= self.limit():
                 self._cond.wait()
+            self._out += 1
+
+    def resume(self):
+        """A request that gave its place back goes out after all, whatever the limit."""
+        with self._cond:
             self._out += 1
 
     def leave(self):
@@ -186,14 +256,6 @@ class Flow:
             if decode_s is not None:
                 self._decode_s = decode_s if self._decode_s is None else 0.7 * self._decode_s + 0.3 * decode_s
             self._cond.notify_all()
-
-
-def _log_request_metric(endpoint, seconds, response):
-    """A Singer http_request_duration timer metric for one request."""
-    tags = {"endpoint": endpoint, "status": "succeeded" if response is not None and response.ok else "failed"}
-    if response is not None:
-        tags["http_status_code"] = response.status_code
-    singer.metrics.log(METRICS_LOGGER, singer.metrics.Point("timer", "http_request_duration", seconds, tags))
 
 
 def _rate_limit_headers(headers):
@@ -224,8 +286,8 @@ class Client:
         self.config = config
         if session is None:
             session = requests.Session()
-            # One pooled connection per worker, so none is opened and dropped per request.
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_workers)
+            # One pooled connection per request in flight, so none is opened and dropped per request.
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_requests)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self.session = session
@@ -237,13 +299,13 @@ class Client:
             }
         )
         self.pacer = pacer or Pacer()
-        self.flow = Flow(config.max_workers)
-        self._decode_lock = threading.Lock()
+        self.flow = Flow(config.max_requests)
+        self._decoder = Turns()
         self._sleep = sleep
         self.store_url = f"{config.base_url}/stores/{config.store_hash}"
         self.rate_limited = 0
 
-    def get_page(self, stream, params, handle=None):
+    def get_page(self, stream, params, handle=None, priority=0):
         """Fetch one page of `stream` with these query parameters; returns handle(page) or the page.
 
         Memory stays flat however many workers fetch: one page at a time is decoded, and
@@ -259,9 +321,9 @@ class Client:
             page = _v2_page(stream, body, limit) if stream.api == "v2" else _v3_page(stream, body)
             return handle(page) if handle else page
 
-        return self._get_json(stream, url, page_of)
+        return self._get_json(stream, url, page_of, priority)
 
-    def _get_json(self, stream, url, handle):
+    def _get_json(self, stream, url, handle, priority=0):
         """GET a URL, retrying what is worth retrying; returns handle(decoded JSON, None for a 204)."""
         failures = 0
         rate_limited = 0
@@ -269,7 +331,7 @@ class Client:
             self.flow.enter()
             out = True  # until the body starts being decoded, or the request failed
             try:
-                sequence = self.pacer.acquire()
+                sequence = self.pacer.acquire(self.flow)
                 response = None
                 started = time.monotonic()
                 content = b""
@@ -288,10 +350,10 @@ class Client:
                     if response is not None:
                         response.close()
                     self.pacer.release(sequence, response.headers if response is not None else None)
-                    _log_request_metric(stream.name, time.monotonic() - started, response)
+                    metrics.request_duration(stream.name, time.monotonic() - started, response)
                 if problem is None and response.status_code == 200:
                     out = False
-                    problem, result = self._decode(content, handle)
+                    problem, result = self._decode(content, handle, priority)
                     if problem is None:
                         return result
             finally:
@@ -330,9 +392,9 @@ class Client:
                            self.config.max_retries, delay)
             self._sleep(delay)
 
-    def _decode(self, content, handle):
+    def _decode(self, content, handle, priority):
         """(None, handle(body)) for a valid JSON body, else (the problem, None); one page at a time."""
-        with self._decode_lock:
+        with self._decoder.turn(priority):
             self.flow.leave()
             started = time.monotonic()
             try:
@@ -345,6 +407,8 @@ class Client:
 
     def _backoff(self, failures):
         """Exponential backoff with full jitter: up to base, 2 x base, 4 x base ... capped at a minute."""
+        import backoff  # here, not at start-up: see metrics.py (singer-python has loaded it by now)
+
         delays = backoff.expo(factor=self.config.retry_base_delay, max_value=60)
         next(delays)  # backoff's generators start with a priming yield
         for _ in range(failures - 1):

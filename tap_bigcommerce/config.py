@@ -38,6 +38,12 @@ class Config:
     retry_base_delay: float = 2.0
 
     @property
+    def max_requests(self):
+        """Requests in flight at most: a range's short last page is put aside and, at the end of the
+        sync, fetched alongside the ranges still being read, so up to twice max_workers."""
+        return 2 * self.max_workers if self.max_workers > 1 else 1
+
+    @property
     def secrets(self):
         """The values that must never be printed."""
         return tuple(value for value in (self.access_token, self.client_id) if value)

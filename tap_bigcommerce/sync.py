@@ -17,6 +17,15 @@ idle worker takes the back part of the longest range still being read, cut where
 owner keeps whole pages. The bookmark only moves to the newest date_modified below which every
 record has been written: the first partition that has not finished holds it back, however far
 the later ones have got.
+
+Under a quota. Until the end is in sight, the tap reads only as many ranges at once as spend a
+window's quota in two thirds of it: more would only wait for the window, and every range ends
+with a short page. A range whose next page is its last (v3 counts what is left; for v2 it is
+estimated) puts that page aside and its worker takes other work, so the early windows are spent
+on full pages. When all that is left fits in one window, the pages put aside all go at once,
+ranges of three pages or more are split so that no long chain of requests remains, and pages
+whose range has more to come are decoded first. A page waits at most PARK_LIMIT_S, because the
+bookmark cannot pass it.
 """
 import bisect
 import ctypes
@@ -30,21 +39,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-import singer.metrics
-
+from tap_bigcommerce import metrics
 from tap_bigcommerce.config import bookmark_start
 from tap_bigcommerce.errors import ApiError
 from tap_bigcommerce.streams import CURSOR, ID_GREATER, MIN_ID
 from tap_bigcommerce.transform import BadDate, compile_transform, format_datetime, parse_datetime
 
 LOGGER = logging.getLogger(__name__)
-METRICS_LOGGER = logging.getLogger("tap_bigcommerce.metrics")
 ONE_SECOND = timedelta(seconds=1)
 PAGES_PER_PARTITION = 20  # fewer pages than this per partition wastes requests on short last pages
 MIN_PAGES_TO_SPLIT = 2  # a running range is split for an idle worker only if this much is left
 PAGE_SLACK = 0.1  # a split leaves the older job this share of each page unfilled, for estimate error
 PROGRESS_EVERY_S = 5.0
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt() parameters
+END_PAGES_TO_SPLIT = 3  # once the end is in sight, a range this long is split (a chain of 3 requests is too long)
+QUOTA_SPREAD = 2 / 3  # until the end is in sight, ranges enough to spend a window's quota in this share of it
+PARK_LIMIT_S = 60.0  # a range's last page waits at most this long for the end of the sync (the bookmark waits too)
+UNKNOWN_PAGES = 1_000_000  # the decoding priority of a page whose job cannot tell what it has left
 UNWRITTEN_PAGES = 2  # while this many encoded pages wait for the main thread, workers send no request
 GC_THRESHOLDS = (100_000, 50, 100)  # Python's default is (700, 10, 10)
 
@@ -62,26 +73,42 @@ class Job:
     done: bool = False
     splittable: bool = False  # set by the main thread once no one else will change the range
     position: Optional[datetime] = None  # where the worker's scan stands (inclusive)
-    scanned: int = 0  # records read so far, for estimating what is left
     density: Optional[float] = None  # records per second of date_modified in the newest full page
+    counted: Optional[tuple] = None  # (records left, the upper bound they were counted under): v3 counts
+    resume_at: Optional[datetime] = None  # where the next request starts (inclusive), once started
+    seen: set = field(default_factory=set)  # ids already emitted at resume_at
+    parked_at: Optional[float] = None  # when the job put its last page aside (time.monotonic)
+    last_page: bool = False  # taken back from the parked ones: it reads its last page, and does not park again
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def remaining(self, now):
         """(records left, seconds left, records per second), or None if the job cannot be split."""
         with self.lock:
+            if self.parked_at is not None or not self.splittable:
+                return None
             return self._remaining(now)
 
     def _remaining(self, now):
-        if self.done or not self.splittable or self.position is None or not self.scanned:
+        if self.done or self.density is None or self.lower is None:
             return None
+        start = self.position if self.position is not None else self.lower
         end = self.upper if self.upper is not None else now
-        left = (end - self.position).total_seconds()
+        seconds = (end - start).total_seconds()
+        if self.counted is not None and self.counted[1] == self.upper:
+            return self.counted[0], seconds, self.density
         # Stores are rarely uniform in time (and a range often starts long before its first
         # record), so the newest page says more about what is ahead than the average does.
-        density = self.density
-        if density is None:
-            density = self.scanned / max((self.position - self.lower).total_seconds(), 1.0)
-        return density * left, left, density
+        return self.density * seconds, seconds, self.density
+
+    def pages_left(self, now, page_size):
+        """About how many requests the job still needs, or None if it cannot tell yet."""
+        with self.lock:
+            if self.done:
+                return 0
+            if self.parked_at is not None:
+                return 1
+            estimate = self._remaining(now)
+            return None if estimate is None else max(math.ceil(estimate[0] / page_size), 1)
 
     def split(self, now, page_size):
         """Hand the back half of what is left to a new job, or None if there is too little.
@@ -99,8 +126,8 @@ class Job:
             keep_seconds = max(int(keep_pages * page_size * (1 - PAGE_SLACK) / density), 1)
             if keep_seconds >= seconds:
                 return None
-            middle = self.position + timedelta(seconds=keep_seconds)
-            rest = Job(self.run, lower=middle, upper=self.upper)
+            middle = (self.position if self.position is not None else self.lower) + timedelta(seconds=keep_seconds)
+            rest = Job(self.run, lower=middle, upper=self.upper, density=density)
             self.upper = middle - ONE_SECOND
             return rest
 
@@ -152,6 +179,8 @@ class Syncer:
         self._threads = []
         self._idle = 0  # worker threads with no job, not yet promised one
         self._idle_lock = threading.Lock()
+        self._parked = []  # jobs whose last page waits for the end of the sync
+        self._last_pages = 0  # jobs taken back from the parked ones and not done
 
     # ---- the main thread -------------------------------------------------------------------
 
@@ -179,6 +208,7 @@ class Syncer:
         try:
             for run in runs:
                 self._submit(self._first_job(run))
+            metrics.load()  # while the first requests are out
             while self._pending:
                 self._handle(self._queue.get())
         finally:
@@ -220,7 +250,7 @@ class Syncer:
             if self._idle:
                 self._idle -= 1  # a waiting thread takes it
                 return
-        if len(self._threads) < self.config.max_workers:
+        if len(self._threads) < self.config.max_requests:
             # Threads start only when none is free: each one that has decoded a page keeps some
             # memory, so a store read well by four workers never gets sixteen.
             thread = threading.Thread(target=self._worker, name=f"fetch-{len(self._threads)}", daemon=True)
@@ -243,8 +273,16 @@ class Syncer:
             job.splittable = True
             if payload:
                 LOGGER.info("%s: reading the rest in %d parallel partitions", run.stream.name, len(payload) + 1)
+        elif kind == "parked":
+            self._pending -= 1
+            with job.lock:
+                job.parked_at = time.monotonic()
+            self._parked.append(job)
+            self._rebalance()
         elif kind == "done":
             self._pending -= 1
+            if job.last_page:
+                self._last_pages -= 1
             with job.lock:
                 job.done = True
             # A range that finishes may be what held the bookmark back.
@@ -258,16 +296,28 @@ class Syncer:
     def _rebalance(self):
         """Give idle workers part of the longest range still being read (ranges are rarely even).
 
-        Workers are only as many as the client's Flow lets requests out: over a slow link that
-        is max_workers, but a fast store (or a busy CPU) is read as fast by fewer. Only ranges
+        Workers are only as many as _workers() says (the Flow, the quota, the end in sight);
+        ranges whose last page was put aside do not count, and when nothing is worth splitting
+        an idle worker takes one of those last pages. Only ranges
         longer than their fair share (all the pages left, spread over the workers) are split: a
         range that ends no later than the others gains nothing from a split, and every range's
         last page is a short one, so needless splits cost requests.
         """
         now = self.now().replace(microsecond=0)
         page_size = self.config.page_size
-        workers = self.client.flow.limit()
-        while self._pending < workers:
+        # The end is in sight when all that is left fits in one window of the store's quota: then
+        # the last pages put aside go, and ranges are split until none is a long chain of requests.
+        ending = self._fits_in_one_window(now)
+        workers = self._workers(ending)
+        if ending and self._parked:
+            LOGGER.info("The rest fits in one window of the store's quota: reading the %d last pages put aside.",
+                        len(self._parked))
+            while self._parked:
+                self._unpark()
+        while self._parked and self._pending - self._last_pages < workers and \
+                time.monotonic() - self._parked[0].parked_at >= PARK_LIMIT_S:
+            self._unpark()
+        while self._pending - self._last_pages < workers:
             candidates = [
                 (left[0], run, index, job)
                 for run in self._runs
@@ -276,14 +326,56 @@ class Syncer:
             ]
             fair_share = sum(candidate[0] for candidate in candidates) / workers
             records, run, index, job = max(candidates, key=lambda candidate: candidate[0], default=(0,) * 4)
-            if records < max(MIN_PAGES_TO_SPLIT * page_size, fair_share):
-                return
-            new_job = job.split(now, page_size)
+            new_job = None
+            if records >= max((END_PAGES_TO_SPLIT if ending else MIN_PAGES_TO_SPLIT) * page_size, fair_share):
+                new_job = job.split(now, page_size)
             if new_job is None:
-                return
+                if not self._parked:
+                    return
+                self._unpark()  # nothing worth splitting: an idle worker takes a last page
+                continue
             run.jobs.insert(index + 1, new_job)  # keeps run.jobs in range order for the watermark
             LOGGER.debug("%s: an idle worker takes %s to %s", run.stream.name, new_job.lower, new_job.upper or "now")
             self._submit(new_job)
+
+    def _fits_in_one_window(self, now):
+        """Whether the requests left (about) fit in one window of the store's quota."""
+        quota = self.client.pacer.quota
+        if quota is None:
+            return True
+        left = 0
+        for run in self._runs:
+            for job in run.jobs:
+                pages = job.pages_left(now, self.config.page_size)
+                if pages is None:
+                    return False
+                left += pages
+                if left > quota:
+                    return False
+        return True
+
+    def _workers(self, ending=False):
+        """How many ranges to read at once.
+
+        At most max_workers, and no more than the Flow lets out. Until the end is in sight, no
+        more than spend the store's quota in two thirds of its window either: more ranges would
+        only wait for the window to turn, and each range ends with a short page.
+        """
+        if ending and self.client.pacer.waited:
+            return self.config.max_requests
+        workers = min(self.client.flow.limit(), self.config.max_workers)
+        quota, window_s, request_s = self.client.pacer.quota, self.client.pacer.window_s, self.client.flow.request_s
+        if not ending and quota and window_s and request_s:
+            workers = min(workers, max(math.ceil(quota * request_s / (window_s * QUOTA_SPREAD)), 2))
+        return workers
+
+    def _unpark(self):
+        job = self._parked.pop(0)
+        with job.lock:
+            job.parked_at = None
+        job.last_page = True
+        self._last_pages += 1
+        self._submit(job)
 
     def _write(self, run, job, data, count, progress):
         stream = run.stream
@@ -334,10 +426,7 @@ class Syncer:
     def _report(self, run, what):
         """A progress line and a Singer record_count metric for the records since the last one."""
         LOGGER.info("%s: %s, bookmark %s", run.stream.name, what, self._bookmark_text(run))
-        point = singer.metrics.Point(
-            "counter", singer.metrics.Metric.record_count, run.count - run.counted, {"endpoint": run.stream.name}
-        )
-        singer.metrics.log(METRICS_LOGGER, point)
+        metrics.record_count(run.stream.name, run.count - run.counted)
         run.counted = run.count
 
     def _drain_queue(self):
@@ -360,20 +449,21 @@ class Syncer:
 
     def _work(self, job):
         try:
+            parked = False
             if job.run.stream.replication_key:
-                self._scan_modified(job)
+                parked = self._scan_modified(job)
             else:
                 self._scan_ids(job, {}, job.last_id, skip=frozenset())
             with self._idle_lock:
                 self._idle += 1  # before "done", so the job it leads to finds this thread free
-            self._put(("done", job, None))
+            self._put(("parked" if parked else "done", job, None))
         except _Stopped:
             pass
         except BaseException as exc:  # handed to the main thread, which raises it
             self._stop.set()
             self._queue.put(("error", job, exc))
 
-    def _get(self, stream, params, read):
+    def _get(self, stream, params, read, priority=0):
         """Fetch one page; `read` turns it into a _Read while no other page is being decoded."""
         with self._written:
             # Fetching faster than the target takes pages would only hold them in memory.
@@ -384,7 +474,7 @@ class Syncer:
         params = dict(params, limit=self.config.page_size)
         if stream.include:
             params["include"] = stream.include
-        return self.client.get_page(stream, params, read)
+        return self.client.get_page(stream, params, read, priority)
 
     def _encode(self, job, records):
         """The page's records, transformed and encoded as RECORD lines."""
@@ -399,11 +489,13 @@ class Syncer:
         self._put(("records", job, (read.data, read.count, progress)))
 
     def _scan_modified(self, job):
-        """Read [job.lower, job.upper] in date_modified order, keyset style."""
+        """Read [job.lower, job.upper] in date_modified order, keyset style; True if it parked its last page."""
         stream = job.run.stream
-        lower, seen = job.lower, set()
-        self._moved(job, lower, 0)
+        if job.resume_at is None:
+            job.resume_at = job.lower
+            self._moved(job, job.lower)
         while True:
+            lower, seen = job.resume_at, job.seen
             with job.lock:
                 upper = job.upper
             params = dict(stream.sort_by_modified)
@@ -429,32 +521,54 @@ class Syncer:
                              moments[0] if moments else None, last,
                              [r.get("id") for r, moment in zip(records, moments) if moment == last])
 
-            got = self._get(stream, params, read)
+            got = self._get(stream, params, read, self._priority(job))
             if got.drain:
                 # A whole page in one second: read that second alone, in id order.
                 second = got.first
-                self._moved(job, second, 0)
+                self._moved(job, second)
                 self._scan_ids(job, self._modified_range(stream, second, second),
                                None, skip=seen if second == lower else frozenset(), second=second)
-                lower, seen = second + ONE_SECOND, set()
-                self._moved(job, lower, got.size)
+                job.resume_at, job.seen = second + ONE_SECOND, set()
+                self._moved(job, job.resume_at)
                 continue
             self._emit(job, got, got.last)
             if not got.has_more:
-                return
+                return False
             if job.plan:
                 job.plan = False
                 self._split(job, got)
             if got.last != lower:
-                lower, seen = got.last, set()
-            seen.update(got.ids_at_last)
-            self._moved(job, lower, got.count, got.size / max((got.last - got.first).total_seconds(), 1.0))
+                job.resume_at, job.seen = got.last, set()
+            job.seen.update(got.ids_at_last)
+            density = got.size / max((got.last - got.first).total_seconds(), 1.0)
+            # v3 counts what matched the request: all of it but this page is left to read, and the
+            # next request reads the ids at this page's last second again.
+            counted = (got.total - got.size + len(got.ids_at_last), upper) if got.total is not None else None
+            self._moved(job, job.resume_at, density, counted)
+            if self._last_page_next(job, got, density):
+                return True
+
+    def _last_page_next(self, job, got, density):
+        """Whether what is left of a closed range should fit in one page (v3 counts it, v2 is estimated)."""
+        with job.lock:
+            upper, counted = job.upper, job.counted
+        if upper is None or job.last_page:  # the open range: edits keep arriving at its end
+            return False
+        if counted is not None and counted[1] == upper:
+            return counted[0] <= self.config.page_size
+        left = density * (upper - got.last).total_seconds() + len(got.ids_at_last)
+        return left <= self.config.page_size * (1 - PAGE_SLACK)
+
+    def _priority(self, job):
+        """The pages a job has left: pages of ranges with more to come are decoded first."""
+        pages = job.pages_left(self.now(), self.config.page_size)
+        return UNKNOWN_PAGES if pages is None else pages
 
     @staticmethod
-    def _moved(job, position, count, density=None):
+    def _moved(job, position, density=None, counted=None):
         with job.lock:
             job.position = position
-            job.scanned += count
+            job.counted = counted
             if density is not None:
                 job.density = density
 
@@ -486,7 +600,7 @@ class Syncer:
                 return _Read(self._encode(job, fresh), len(fresh), page.has_more, len(ids),
                              last_id=ids[-1] if ids else None, cursor=page.end_cursor)
 
-            got = self._get(stream, query, read)
+            got = self._get(stream, query, read, UNKNOWN_PAGES)
             self._emit(job, got, second if second is not None else (got.last_id if got.last_id is not None else last_id))
             if not got.has_more or got.last_id is None:
                 return
@@ -503,7 +617,7 @@ class Syncer:
 
     def _split(self, job, got):
         """After page one, cut the rest of the range into partitions for idle workers."""
-        workers = self.client.flow.limit()
+        workers = self._workers()
         start = got.last
         end = self.now().replace(microsecond=0)
         seconds = int((end - start).total_seconds())
@@ -526,7 +640,7 @@ class Syncer:
         new_jobs = []
         for k, lower in enumerate(bounds):
             upper = bounds[k + 1] - ONE_SECOND if k + 1 < len(bounds) else None
-            new_jobs.append(Job(job.run, lower=lower, upper=upper))
+            new_jobs.append(Job(job.run, lower=lower, upper=upper, density=remaining / max(seconds, 1)))
         self._put(("plan", job, new_jobs))
 
 

@@ -1,11 +1,13 @@
 """The HTTP client: retries, 429 pacing, clear errors, and secrets kept out of every line."""
 import re
+import threading
+import time
 
 import pytest
 import responses
 
 from tap_harness import FAST, ids_by_stream, run_tap
-from tap_bigcommerce.client import Client
+from tap_bigcommerce.client import Client, Flow, Pacer, Turns
 from tap_bigcommerce.config import parse_config
 from tap_bigcommerce.errors import ApiError
 from tap_bigcommerce.streams import STREAMS_BY_NAME
@@ -155,3 +157,59 @@ def test_flow_lets_out_as_many_requests_as_keep_the_decoder_busy():
         flow.took(request_s=0.01, decode_s=0.02)
     assert flow.limit() == 2
     assert _client(max_workers=1).flow.limit() == 1
+
+
+def test_decoding_turns_go_first_to_pages_with_more_to_come():
+    turns = Turns()
+    order = []
+    threads = []
+    with turns.turn():
+        for label, priority in (("a", 1), ("b", 5), ("c", 3), ("d", 5)):
+            thread = threading.Thread(target=_take_turn, args=(turns, priority, order, label))
+            thread.start()
+            threads.append(thread)
+            _wait_for(lambda: len(turns._waiting) == len(threads))
+    for thread in threads:
+        thread.join(5)
+    assert order == ["b", "d", "c", "a"]  # highest first; equal priorities in order of arrival
+
+
+def _take_turn(turns, priority, order, label):
+    with turns.turn(priority):
+        order.append(label)
+
+
+def _wait_for(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_a_request_waiting_for_the_window_gives_its_flow_place_back():
+    clock = [0.0]
+    pacer = Pacer(clock=lambda: clock[0])
+    pacer.release(pacer.acquire(), {"X-Rate-Limit-Requests-Left": "0", "X-Rate-Limit-Requests-Quota": "5",
+                                    "X-Rate-Limit-Time-Reset-Ms": "1000", "X-Rate-Limit-Time-Window-Ms": "1000"})
+    flow = Flow(1)  # one request out at a time
+    flow.enter()
+    waiting = threading.Thread(target=pacer.acquire, args=(flow,))
+    waiting.start()
+    _wait_for(lambda: pacer.waited)
+    # While it waits for the window, another request may take its place in the Flow ...
+    second = threading.Thread(target=flow.enter)
+    second.start()
+    second.join(2)
+    assert not second.is_alive()
+    # ... and when the window turns it goes anyway, over the limit, so a third must wait.
+    clock[0] = 2.0
+    waiting.join(5)
+    assert not waiting.is_alive()
+    third = threading.Thread(target=flow.enter)
+    third.start()
+    third.join(0.2)
+    assert third.is_alive()
+    flow.leave()
+    flow.leave()
+    third.join(2)
+    assert not third.is_alive()

@@ -192,6 +192,22 @@ def test_concurrent_sync_under_small_quota_gets_no_429(workdir, sandbox):
         assert sorted(set(run.ids(name))) == sorted(ids), name
 
 
+def test_last_pages_put_aside_under_a_small_quota_are_all_read_once(workdir, sandbox):
+    # Under a quota a range whose next page is its last puts that page aside until all that is
+    # left fits in one window; every record must still come out once, with no 429, and the
+    # bookmark must still reach the newest record.
+    store = sandbox(coupons=50, customers=600, orders=1500, products=600, latency_ms=10, quota=30, window_ms=400)
+    run = run_tap(workdir, store.config(max_workers=8, page_size=20, **FAST))
+    assert run.returncode == 0, run.stderr
+    assert "last pages put aside" in run.stderr
+    assert [r for r in store.requests if r["status"] == 429] == []
+    for name, ids in ids_by_stream(store).items():
+        assert sorted(run.ids(name)) == sorted(ids), name
+    for name in ("customers", "orders", "products"):
+        newest = max(r["date_modified"] for r in run.records(name))
+        assert run.last_state["bookmarks"][name]["date_modified"] == newest, name
+
+
 def test_many_splits_emit_every_record_exactly_once(workdir, sandbox):
     # Small pages and a little latency keep sixteen workers busy, so ranges are split again and
     # again while their pages are in flight: no record may come out twice, or not at all, and
