@@ -314,9 +314,8 @@ class Syncer:
                         len(self._parked))
             while self._parked:
                 self._unpark()
-        while self._parked and self._pending - self._last_pages < workers and \
-                time.monotonic() - self._parked[0].parked_at >= PARK_LIMIT_S:
-            self._unpark()
+        while self._parked and time.monotonic() - self._parked[0].parked_at >= PARK_LIMIT_S:
+            self._unpark()  # the bookmark has waited long enough for it
         while self._pending - self._last_pages < workers:
             candidates = [
                 (left[0], run, index, job)
