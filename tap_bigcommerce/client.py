@@ -310,7 +310,8 @@ class Client:
 
         Memory stays flat however many workers fetch: one page at a time is decoded, and
         `handle` runs before the next one is (it should leave nothing of the page but bytes to
-        write); the Flow keeps only as many requests out as the decoder can keep up with.
+        write); the Flow keeps only as many requests out as the decoder can keep up with. Of
+        pages waiting to be decoded, the one with the highest `priority` goes first.
         """
         # Build the query ourselves: ":" stays raw (one report says v3 customers rejects %3A in
         # date values) and "+" in an offset travels as %2B.
