@@ -75,8 +75,7 @@ class Job:
     position: Optional[datetime] = None  # where the worker's scan stands (inclusive)
     density: Optional[float] = None  # records per second of date_modified in the newest full page
     counted: Optional[tuple] = None  # (records left, the upper bound they were counted under): v3 counts
-    resume_at: Optional[datetime] = None  # where the next request starts (inclusive), once started
-    seen: set = field(default_factory=set)  # ids already emitted at resume_at
+    seen: set = field(default_factory=set)  # ids already emitted at the second `position`
     parked_at: Optional[float] = None  # when the job put its last page aside (time.monotonic)
     last_page: bool = False  # taken back from the parked ones: it reads its last page, and does not park again
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -94,11 +93,33 @@ class Job:
         start = self.position if self.position is not None else self.lower
         end = self.upper if self.upper is not None else now
         seconds = (end - start).total_seconds()
-        if self.counted is not None and self.counted[1] == self.upper:
-            return self.counted[0], seconds, self.density
+        counted = self._counted_left()
+        if counted is not None:
+            return counted, seconds, self.density
         # Stores are rarely uniform in time (and a range often starts long before its first
         # record), so the newest page says more about what is ahead than the average does.
         return self.density * seconds, seconds, self.density
+
+    def _counted_left(self):
+        """The records v3 counted as left, if they were counted under the current upper bound."""
+        if self.counted is not None and self.counted[1] == self.upper:
+            return self.counted[0]
+        return None
+
+    def next_page_is_last(self, now, page_size, reread):
+        """Whether what is left of this closed range should fit in its next page.
+
+        `reread` is how many ids at the position's second the next request reads again. A v3
+        count already holds them; a v2 estimate does not, and leaves PAGE_SLACK for its error.
+        """
+        with self.lock:
+            if self.upper is None or self.last_page:  # the open range: edits keep arriving at its end
+                return False
+            counted = self._counted_left()
+            if counted is not None:
+                return counted <= page_size
+            estimate = self._remaining(now)
+        return estimate is not None and estimate[0] + reread <= page_size * (1 - PAGE_SLACK)
 
     def pages_left(self, now, page_size):
         """About how many requests the job still needs, or None if it cannot tell yet."""
@@ -490,13 +511,13 @@ class Syncer:
     def _scan_modified(self, job):
         """Read [job.lower, job.upper] in date_modified order, keyset style; True if it parked its last page."""
         stream = job.run.stream
-        if job.resume_at is None:
-            job.resume_at = job.lower
+        if job.position is None:
             self._moved(job, job.lower)
         while True:
-            lower, seen = job.resume_at, job.seen
             with job.lock:
-                upper = job.upper
+                # Between pages the scan's position is where the next request starts (inclusive).
+                lower, upper = job.position, job.upper
+            seen = job.seen
             params = dict(stream.sort_by_modified)
             params.update(self._modified_range(stream, lower, upper))
 
@@ -527,8 +548,8 @@ class Syncer:
                 self._moved(job, second)
                 self._scan_ids(job, self._modified_range(stream, second, second),
                                None, skip=seen if second == lower else frozenset(), second=second)
-                job.resume_at, job.seen = second + ONE_SECOND, set()
-                self._moved(job, job.resume_at)
+                job.seen = set()
+                self._moved(job, second + ONE_SECOND)
                 continue
             self._emit(job, got, got.last)
             if not got.has_more:
@@ -537,26 +558,15 @@ class Syncer:
                 job.plan = False
                 self._split(job, got)
             if got.last != lower:
-                job.resume_at, job.seen = got.last, set()
+                job.seen = set()
             job.seen.update(got.ids_at_last)
             density = got.size / max((got.last - got.first).total_seconds(), 1.0)
             # v3 counts what matched the request: all of it but this page is left to read, and the
             # next request reads the ids at this page's last second again.
             counted = (got.total - got.size + len(got.ids_at_last), upper) if got.total is not None else None
-            self._moved(job, job.resume_at, density, counted)
-            if self._last_page_next(job, got, density):
+            self._moved(job, got.last, density, counted)
+            if job.next_page_is_last(self.now(), self.config.page_size, len(got.ids_at_last)):
                 return True
-
-    def _last_page_next(self, job, got, density):
-        """Whether what is left of a closed range should fit in one page (v3 counts it, v2 is estimated)."""
-        with job.lock:
-            upper, counted = job.upper, job.counted
-        if upper is None or job.last_page:  # the open range: edits keep arriving at its end
-            return False
-        if counted is not None and counted[1] == upper:
-            return counted[0] <= self.config.page_size
-        left = density * (upper - got.last).total_seconds() + len(got.ids_at_last)
-        return left <= self.config.page_size * (1 - PAGE_SLACK)
 
     def _priority(self, job):
         """The pages a job has left: pages of ranges with more to come are decoded first."""
