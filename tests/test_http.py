@@ -7,7 +7,8 @@ import pytest
 import responses
 
 from tap_harness import FAST, ids_by_stream, run_tap
-from tap_bigcommerce.client import Client, Flow, Pacer, Turns
+from tap_bigcommerce.client import Client
+from tap_bigcommerce.pacing import Flow, Pacer, Turns
 from tap_bigcommerce.config import parse_config
 from tap_bigcommerce.errors import ApiError
 from tap_bigcommerce.streams import STREAMS_BY_NAME
