@@ -1,0 +1,215 @@
+"""The lossless scan: how one range of a stream is read completely. Nothing else lives here.
+
+Each scan is a generator that fetches pages through a `source` (which owns HTTP, encoding and
+pacing), hands out the records it has not handed out before, and yields one Read per page with
+the point up to which the range is now read. The caller writes each Read before it resumes the
+generator, and may stop it between pages (the range keeps its position, so it can go on later).
+
+What a scan guarantees. Every record whose key lies in the range for the whole scan is handed
+out at least once; a record edited while we page moves to a later date_modified and is handed
+out by whichever scan covers that date (the open-ended range always covers "now"). Re-reads
+happen only at the second the scan stands on, and are skipped by id.
+
+  - modified_range: one [lower, upper] range of date_modified, keyset style. Each request asks
+    for the first page at or after `position` (the newest date_modified handed out so far) and
+    skips the ids already handed out at that second. A page that is all one second (a bulk
+    import) is followed by a read of that second alone in id order (`one_second`), after which
+    the scan moves to the next second.
+  - id_order: a whole table, or one second, in id order with the stream's keyset (min_id,
+    id:greater or the customers' after cursor), never by page number.
+
+What a scan assumes of the API, and checks on every page (a page that breaks one stops the sync
+with one sentence, rather than risk a gap): dates carry whole seconds; a list sorted by
+date_modified comes in that order and inside the asked range; a list read by id comes in
+ascending id order after the asked id; a page that says there is more gives a way to ask for it.
+"""
+import bisect
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Optional
+
+from tap_bigcommerce.errors import ApiError
+from tap_bigcommerce.streams import CURSOR, ID_GREATER, MIN_ID
+from tap_bigcommerce.transform import BadDate, parse_datetime
+
+ONE_SECOND = timedelta(seconds=1)
+
+
+@dataclass
+class Range:
+    """One range of a stream and where its scan stands; the lock guards lower/upper/position."""
+
+    lower: Optional[datetime] = None
+    upper: Optional[datetime] = None  # None: open-ended (up to now, and what is edited meanwhile)
+    last_id: Optional[int] = None  # full-table scans: the last id handed out
+    position: Optional[datetime] = None  # where the next request starts (inclusive)
+    seen: set = field(default_factory=set)  # ids already handed out at the second `position`
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+@dataclass
+class Read:
+    """What a scan keeps of a page: its new records as bytes to write, and where the scan goes next."""
+
+    data: bytes = b""
+    count: int = 0  # records in data
+    has_more: bool = False
+    size: int = 0  # records the store sent
+    total: Optional[int] = None
+    first: Optional[datetime] = None  # date_modified of the first and last record
+    last: Optional[datetime] = None
+    ids_at_last: list = field(default_factory=list)
+    drain: bool = False  # the whole page shares one second
+    last_id: Optional[int] = None
+    cursor: Optional[str] = None
+    progress: object = None  # how far the range is read once this page is written
+    ordered: bool = False  # a page in date_modified order (what the scheduler learns from)
+    upper: Optional[datetime] = None  # the range's upper bound when the page was asked for
+
+
+def modified_range(source, job):
+    """Read [job.lower, job.upper] in date_modified order, keyset style; yields a Read per page."""
+    stream = source.stream_of(job)
+    if job.position is None:
+        with job.lock:
+            job.position = job.lower
+    while True:
+        with job.lock:
+            lower, upper = job.position, job.upper
+        params = dict(stream.sort_by_modified)
+        params.update(date_params(stream, lower, upper))
+        got = source.fetch(job, params, _date_page_reader(source, job, stream, lower, upper), by_id=False)
+        if got.drain:
+            yield from _drain(source, job, stream, got.first, lower)
+            continue
+        got.progress, got.ordered, got.upper = got.last, True, upper
+        if got.last is not None:
+            if got.last != lower:
+                job.seen = set()
+            job.seen.update(got.ids_at_last)
+            with job.lock:
+                job.position = got.last
+        yield got
+        if not got.has_more:
+            return
+
+
+def _date_page_reader(source, job, stream, lower, upper):
+    """The function that turns one date-ordered page into a Read (run while it is decoded)."""
+    seen = job.seen
+
+    def read(page):
+        records, has_more = page.records, page.has_more
+        moments = moments_of(stream, records, lower, upper)
+        with job.lock:
+            if job.upper is not None and moments and moments[-1] > job.upper:
+                # The end of this range went to another range while the page was in flight:
+                # keep our part; the other range reads the rest.
+                keep = bisect.bisect_right(moments, job.upper)
+                records, moments, has_more = records[:keep], moments[:keep], False
+            if moments:
+                # From here on a split may only cut above what this page hands out.
+                job.position = max(job.position, moments[-1])
+        if has_more and moments[0] == moments[-1]:
+            return Read(size=len(records), first=moments[0], last=moments[0], drain=True)
+        fresh = [r for r, moment in zip(records, moments) if moment != lower or r.get("id") not in seen]
+        last = moments[-1] if moments else None
+        return Read(source.encode(job, fresh), len(fresh), has_more, len(records), page.total,
+                    moments[0] if moments else None, last,
+                    [r.get("id") for r, moment in zip(records, moments) if moment == last])
+
+    return read
+
+
+def _drain(source, job, stream, second, lower):
+    """Read one second alone in id order, then move the range's position past it."""
+    with job.lock:
+        job.position = second
+    skip = job.seen if second == lower else frozenset()
+    yield from id_order(source, job, date_params(stream, second, second), None, skip, second=second)
+    job.seen = set()
+    with job.lock:
+        job.position = second + ONE_SECOND
+
+
+def whole_table(source, job):
+    """Read a full-table stream in id order after job.last_id; yields a Read per page."""
+    yield from id_order(source, job, {}, job.last_id, frozenset())
+
+
+def id_order(source, job, base_params, last_id, skip, second=None):
+    """Read in id order with the stream's keyset, after last_id (a whole table, or one second)."""
+    stream = source.stream_of(job)
+    params = dict(stream.sort_by_id)
+    params.update(base_params)
+    cursor = None
+    while True:
+        query = dict(params)
+        query.update(_after(stream, last_id, cursor))
+        got = source.fetch(job, query, _id_page_reader(source, job, stream, last_id, skip, second), by_id=True)
+        if second is not None:
+            got.progress = second
+        else:
+            got.progress = got.last_id if got.last_id is not None else last_id
+        yield got
+        if not got.has_more or got.last_id is None:
+            return
+        last_id, cursor = got.last_id, got.cursor
+        if stream.id_keyset == CURSOR and not cursor:
+            raise ApiError(f"{stream.name}: the store gave no cursor to continue from; stopping rather than risk a gap.")
+
+
+def _after(stream, last_id, cursor):
+    """The keyset parameter that asks for the records after the last one read."""
+    if stream.id_keyset == CURSOR:
+        return {"after": cursor} if cursor else {}
+    if last_id is None:
+        return {}
+    return {"min_id": last_id + 1} if stream.id_keyset == MIN_ID else {ID_GREATER: last_id}
+
+
+def _id_page_reader(source, job, stream, last_id, skip, second):
+    """The function that turns one id-ordered page into a Read (run while it is decoded)."""
+
+    def read(page):
+        ids = [record.get("id") for record in page.records]
+        if any(not isinstance(i, int) for i in ids) or ids != sorted(set(ids)) or (
+            last_id is not None and stream.id_keyset != CURSOR and ids and ids[0] <= last_id
+        ):
+            raise ApiError(f"{stream.name}: the store returned records out of id order; "
+                           "stopping rather than risk a gap.")
+        if second is not None:
+            moments_of(stream, page.records, second, second)
+        fresh = [record for record in page.records if record["id"] not in skip]
+        return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids),
+                    last_id=ids[-1] if ids else None, cursor=page.end_cursor)
+
+    return read
+
+
+def date_params(stream, lower, upper):
+    """The query parameters for date_modified in [lower, upper] (upper None: no upper bound)."""
+    dates = stream.date_filter
+    params = {dates.min: lower.strftime(dates.format)}
+    if upper is not None:
+        params[dates.max] = upper.strftime(dates.format)
+    return params
+
+
+def moments_of(stream, records, lower, upper):
+    """The records' date_modified as datetimes, checked to be in order and inside [lower, upper]."""
+    key = stream.replication_key
+    try:
+        moments = [parse_datetime(record[key]) for record in records]
+    except (KeyError, TypeError, BadDate):
+        raise ApiError(f"{stream.name}: the store returned a record without a readable {key}.") from None
+    previous = lower
+    for moment in moments:
+        if moment < previous or (upper is not None and moment > upper):
+            raise ApiError(
+                f"{stream.name}: the store returned records outside the asked {key} range or out of order; "
+                "stopping rather than risk a gap."
+            )
+        previous = moment
+    return moments
