@@ -31,7 +31,7 @@ from typing import Optional
 
 from tap_bigcommerce.errors import ApiError
 from tap_bigcommerce.streams import CURSOR, ID_GREATER, MIN_ID
-from tap_bigcommerce.transform import BadDate, parse_datetime
+from tap_bigcommerce.transform import BadDate, format_datetime, parse_datetime
 
 ONE_SECOND = timedelta(seconds=1)
 
@@ -66,6 +66,7 @@ class Read:
     progress: object = None  # how far the range is read once this page is written
     ordered: bool = False  # a page in date_modified order (what the scheduler learns from)
     upper: Optional[datetime] = None  # the range's upper bound when the page was asked for
+    stuck: bool = False  # a full page of records from before the range: nothing to hand out
 
 
 def modified_range(source, job):
@@ -74,14 +75,23 @@ def modified_range(source, job):
     if job.position is None:
         with job.lock:
             job.position = job.lower
+    widen = True
     while True:
         with job.lock:
             lower, upper = job.position, job.upper
         params = dict(stream.sort_by_modified)
-        params.update(date_params(stream, lower, upper))
+        params.update(date_params(stream, lower, upper, widen))
         got = source.fetch(job, params, _date_page_reader(source, job, stream, lower, upper), by_id=False)
+        # A full page of nothing but the second before `lower` (already written) proves the
+        # store's lower bound inclusive: the same request without widening reads on from `lower`.
+        if got.stuck and not widen:
+            raise ApiError(f"{stream.name}: the store returned records from before the asked date; "
+                           "stopping rather than risk a gap.")
+        widen = not got.stuck
+        if got.stuck:
+            continue
         if got.drain:
-            yield from _drain(source, job, stream, got.first, lower)
+            yield from _drain(source, job, stream, got, lower)
             continue
         got.progress, got.ordered, got.upper = got.last, True, upper
         if got.last is not None:
@@ -101,33 +111,53 @@ def _date_page_reader(source, job, stream, lower, upper):
 
     def read(page):
         records, has_more = page.records, page.has_more
-        moments = moments_of(stream, records, lower, upper)
+        moments = moments_of(stream, records, lower - ONE_SECOND, upper and upper + ONE_SECOND)
+        # The request was widened by a second each way: what lies before `lower` is written already.
+        before = bisect.bisect_left(moments, lower)
+        records, moments = records[before:], moments[before:]
+        total = None if page.total is None else page.total - before
         with job.lock:
             if job.upper is not None and moments and moments[-1] > job.upper:
-                # The end of this range went to another range while the page was in flight:
-                # keep our part; the other range reads the rest.
+                # Past the range's end (the widened second, or a part another range took while the
+                # page was in flight): keep our part; the rest belongs to another range or none.
                 keep = bisect.bisect_right(moments, job.upper)
                 records, moments, has_more = records[:keep], moments[:keep], False
             if moments:
                 # From here on a split may only cut above what this page hands out.
                 job.position = max(job.position, moments[-1])
+        if has_more and not moments:
+            return Read(stuck=True)
         if has_more and moments[0] == moments[-1]:
-            return Read(size=len(records), first=moments[0], last=moments[0], drain=True)
+            return Read(size=len(records), first=moments[0], last=moments[0], drain=True,
+                        ids_at_last=[r.get("id") for r in records])
         fresh = [r for r, moment in zip(records, moments) if moment != lower or r.get("id") not in seen]
         last = moments[-1] if moments else None
-        return Read(source.encode(job, fresh), len(fresh), has_more, len(records), page.total,
+        return Read(source.encode(job, fresh), len(fresh), has_more, len(records), total,
                     moments[0] if moments else None, last,
                     [r.get("id") for r, moment in zip(records, moments) if moment == last])
 
     return read
 
 
-def _drain(source, job, stream, second, lower):
-    """Read one second alone in id order, then move the range's position past it."""
+def _drain(source, job, stream, got, lower):
+    """Read one second alone in id order, then move the range's position past it.
+
+    The page that led here showed a full page of records at that second: a read of the second
+    that finds none of them means the store's date filter does not do what the scan needs.
+    """
+    second = got.first
     with job.lock:
         job.position = second
     skip = job.seen if second == lower else frozenset()
-    yield from id_order(source, job, date_params(stream, second, second), None, skip, second=second)
+    found = set()
+    for read in id_order(source, job, date_params(stream, second, second), None, skip, second=second):
+        found.update(read.ids_at_last)
+        yield read
+    if not found.intersection(got.ids_at_last):
+        raise ApiError(
+            f"{stream.name}: the store listed {len(got.ids_at_last)} records at {format_datetime(second)} "
+            "but returned none of them when asked for that second alone; stopping rather than risk a gap."
+        )
     job.seen = set()
     with job.lock:
         job.position = second + ONE_SECOND
@@ -179,31 +209,40 @@ def _id_page_reader(source, job, stream, last_id, skip, second):
         ):
             raise ApiError(f"{stream.name}: the store returned records out of id order; "
                            "stopping rather than risk a gap.")
+        records = page.records
         if second is not None:
-            moments_of(stream, page.records, second, second)
-        fresh = [record for record in page.records if record["id"] not in skip]
+            # The request was widened by a second each way: keep the asked second alone.
+            moments = moments_of(stream, records, second - ONE_SECOND, second + ONE_SECOND, ordered=False)
+            records = [record for record, moment in zip(records, moments) if moment == second]
+        fresh = [record for record in records if record["id"] not in skip]
         return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids),
-                    last_id=ids[-1] if ids else None, cursor=page.end_cursor)
+                    last_id=ids[-1] if ids else None, cursor=page.end_cursor,
+                    ids_at_last=[record["id"] for record in records] if second is not None else [])
 
     return read
 
 
-def date_params(stream, lower, upper):
-    """The query parameters for date_modified in [lower, upper] (upper None: no upper bound)."""
+def date_params(stream, lower, upper, widen_lower=True):
+    """The query parameters for date_modified in [lower, upper] (upper None: no upper bound).
+
+    BigCommerce does not promise whether its date bounds are inclusive (the customers reference
+    says "after" and "before"), so each bound is widened by a second, which reads the same
+    records either way; the scan keeps the exact range itself.
+    """
     dates = stream.date_filter
-    params = {dates.min: lower.strftime(dates.format)}
+    params = {dates.min: (lower - ONE_SECOND if widen_lower else lower).strftime(dates.format)}
     if upper is not None:
-        params[dates.max] = upper.strftime(dates.format)
+        params[dates.max] = (upper + ONE_SECOND).strftime(dates.format)
     return params
 
 
-def moments_of(stream, records, lower, upper):
-    """The records' date_modified as datetimes, checked to be in order and inside [lower, upper]."""
+def moments_of(stream, records, lower, upper, ordered=True):
+    """The records' date_modified as datetimes, checked to be inside [lower, upper] (and in order)."""
     key = stream.replication_key
     try:
         moments = [parse_datetime(record[key]) for record in records]
-    except (KeyError, TypeError, BadDate):
-        raise ApiError(f"{stream.name}: the store returned a record without a readable {key}.") from None
+    except (KeyError, TypeError, AttributeError, BadDate):
+        raise _bad_date(stream, records) from None
     previous = lower
     for moment in moments:
         if moment < previous or (upper is not None and moment > upper):
@@ -211,5 +250,20 @@ def moments_of(stream, records, lower, upper):
                 f"{stream.name}: the store returned records outside the asked {key} range or out of order; "
                 "stopping rather than risk a gap."
             )
-        previous = moment
+        if ordered:
+            previous = moment
     return moments
+
+
+def _bad_date(stream, records):
+    """The error for the first record whose replication key is missing or not a date-time."""
+    key = stream.replication_key
+    for record in records:
+        try:
+            parse_datetime(record[key])
+        except (KeyError, TypeError, AttributeError, BadDate):
+            value = record.get(key) if isinstance(record, dict) else None
+            record_id = record.get("id") if isinstance(record, dict) else None
+            return ApiError(f"{stream.name}: the store returned record {record_id!r} with {key} {value!r}, "
+                            "which is not a date-time; stopping rather than guess where it belongs.")
+    return ApiError(f"{stream.name}: the store returned a record without a readable {key}.")
