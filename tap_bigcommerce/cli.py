@@ -3,6 +3,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 from tap_bigcommerce.client import Client
@@ -34,6 +35,22 @@ class Redact(logging.Filter):
         return True
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (cron wrappers, Airflow, Kubernetes and systemd send it to stop a job)."""
+
+
+def _stop_on_signals(hooks):
+    """SIGINT and SIGTERM run every hook (so no request goes out after them), then end the run."""
+
+    def handler(signum, frame):
+        for hook in hooks:
+            hook()
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 def parse_args(argv):
     """The command-line arguments."""
     parser = argparse.ArgumentParser(prog="tap-bigcommerce", description="Singer tap for BigCommerce.")
@@ -48,12 +65,14 @@ def parse_args(argv):
 def main(argv=None):
     """Entry point of the tap-bigcommerce command; returns the exit code."""
     args = parse_args(argv)
+    stop_hooks = []
     redact = Redact()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler.addFilter(redact)
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     try:
+        _stop_on_signals(stop_hooks)
         config = parse_config(load_json(args.config, "config"))
         redact.secrets = config.secrets
         if args.discover:
@@ -62,7 +81,9 @@ def main(argv=None):
         raw_catalog = load_json(args.catalog, "catalog") if args.catalog else discover()
         selections = parse_catalog(raw_catalog)
         state = parse_state(load_json(args.state, "state")) if args.state else {}
-        Syncer(Client(config), config, state, Writer()).run(selections)
+        client = Client(config)
+        stop_hooks.append(client.stopping.set)
+        Syncer(client, config, state, Writer()).run(selections)
         return 0
     except TapError as exc:
         return _fail(redact.scrub(str(exc)))
@@ -70,8 +91,10 @@ def main(argv=None):
         # Point stdout at /dev/null so the interpreter's final flush does not fail a second time.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return _fail("The target stopped reading the tap's output (broken pipe).")
-    except KeyboardInterrupt:
-        return _fail("Interrupted; the last STATE line written covers every record before it.", 130)
+    except (KeyboardInterrupt, Terminated) as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT (Ctrl-C)"
+        code = 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        return _fail(f"Stopped by {name}; the last STATE line written covers every record before it.", code)
     except Exception as exc:  # a bug: still one line, with the details at debug level
         LOGGER.debug("Unexpected error", exc_info=True)
         return _fail(redact.scrub(f"Unexpected error ({type(exc).__name__}: {exc}); please report it."))

@@ -9,6 +9,7 @@ are retried with exponential backoff, up to max_retries times; then the sync sto
 sentence saying why. Nothing is skipped: a page is either read whole or the sync stops.
 """
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -20,7 +21,7 @@ from requests.adapters import HTTPAdapter
 import urllib3.exceptions
 
 from tap_bigcommerce import metrics
-from tap_bigcommerce.errors import ApiError
+from tap_bigcommerce.errors import ApiError, Stopped
 from tap_bigcommerce.pacing import Flow, Pacer, Turns, int_header
 
 LOGGER = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Page:
 class Client:
     """GET pages from one store; owns the session, the headers, retries and the Pacer."""
 
-    def __init__(self, config, session=None, pacer=None, sleep=time.sleep):
+    def __init__(self, config, session=None, pacer=None, sleep=None):
         self.config = config
         if session is None:
             session = requests.Session()
@@ -60,9 +61,16 @@ class Client:
         self.pacer = pacer or Pacer()
         self.flow = Flow(config.max_requests)
         self._decoder = Turns()
-        self._sleep = sleep
+        self.stopping = threading.Event()
+        self._sleep = sleep or self.stopping.wait  # a retry's wait ends at once when the sync stops
         self.store_url = f"{config.base_url}/stores/{config.store_hash}"
         self.rate_limited = 0
+
+    def stop(self):
+        """Send no request from now on: requests waiting for their turn or a retry raise Stopped."""
+        self.stopping.set()
+        self.pacer.stop()
+        self.flow.stop()
 
     def get_page(self, stream, params, handle=None, priority=0):
         """Fetch one page of `stream` with these query parameters; returns handle(page) or the page.
@@ -96,6 +104,8 @@ class Client:
                 started = time.monotonic()
                 content = b""
                 try:
+                    if self.stopping.is_set():
+                        raise Stopped()
                     # The body is read in one call rather than requests' 10 kB chunks: a quarter
                     # of the tap's CPU went there.
                     response = self.session.get(url, timeout=self.config.request_timeout, stream=True)

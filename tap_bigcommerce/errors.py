@@ -15,3 +15,7 @@ class ApiError(TapError):
     def __init__(self, message, status=None):
         super().__init__(message)
         self.status = status
+
+
+class Stopped(Exception):
+    """Raised in a worker thread when the sync is stopping (an error elsewhere, or a signal)."""

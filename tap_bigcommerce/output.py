@@ -1,5 +1,12 @@
-"""Singer messages on stdout, encoded with orjson and written page by page."""
+"""Singer messages on stdout, encoded with orjson and written page by page.
+
+Every write is whole: SIGINT and SIGTERM are held back while a message (and the pages before
+it) goes out, so a stopped sync never leaves half a line for the target.
+"""
+import contextlib
+import signal
 import sys
+import threading
 
 import orjson
 
@@ -11,9 +18,13 @@ class Writer:
         self._out = out if out is not None else sys.stdout.buffer
         self._pending = []  # pages of RECORD lines, written with the next STATE in one call
 
-    def _message(self, message):
-        self._out.write(b"".join(self._pending) + orjson.dumps(message) + b"\n")
+    def _message(self, message, flush=False):
+        data = b"".join(self._pending) + orjson.dumps(message) + b"\n"
         self._pending.clear()
+        with _signals_held():
+            self._out.write(data)
+            if flush:
+                self._out.flush()
 
     def schema(self, stream, schema, key_properties, bookmark_properties):
         """A SCHEMA message, before the stream's first record."""
@@ -43,5 +54,20 @@ class Writer:
 
     def state(self, value):
         """A STATE message, flushed so that it and every record before it reach the target."""
-        self._message({"type": "STATE", "value": value})
-        self._out.flush()
+        self._message({"type": "STATE", "value": value}, flush=True)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM back until the block is done (main thread, where the OS allows)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)

@@ -26,6 +26,8 @@ import math
 import threading
 import time
 
+from tap_bigcommerce.errors import Stopped
+
 # The Pacer reckons a window turns at the latest (send time + X-Rate-Limit-Time-Reset-Ms) of the
 # window's answers. The store counts a request when it arrives, a little after we send it, so the
 # first request of the next window waits this much longer; a 429 doubles it.
@@ -51,6 +53,7 @@ class Pacer:
         self._newest_applied = 0
         self.margin = WINDOW_MARGIN_S
         self.waited = False  # whether a request has had to wait for the window to turn
+        self._stopped = False
 
     def acquire(self, flow=None):
         """Wait for a request slot; returns the request's sequence number.
@@ -62,6 +65,8 @@ class Pacer:
         gave_back = False
         with self._cond:
             while True:
+                if self._stopped:
+                    raise Stopped()
                 now = self._clock()
                 if self._left is None:
                     if not self._in_flight:
@@ -127,6 +132,12 @@ class Pacer:
                 self._left, self._reset_at = self._quota, self._clock() + self._window_s
             self._cond.notify_all()
 
+    def stop(self):
+        """Let no request go from now on: waiting ones raise Stopped at once."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
     def hold(self, seconds):
         """Make every worker wait `seconds` before the next request (after a 429)."""
         with self._cond:
@@ -188,6 +199,7 @@ class Flow:
         self._out = 0
         self._cond = threading.Condition()
         self._request_s = None  # moving averages
+        self._stopped = False
         self._decode_s = None
 
     def limit(self):
@@ -205,9 +217,17 @@ class Flow:
     def enter(self):
         """Wait for room to send a request."""
         with self._cond:
-            while self._out >= self.limit():
+            while self._out >= self.limit() and not self._stopped:
                 self._cond.wait()
+            if self._stopped:
+                raise Stopped()
             self._out += 1
+
+    def stop(self):
+        """Let no request out from now on: waiting ones raise Stopped at once."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
 
     def resume(self):
         """A request that gave its place back goes out after all, whatever the limit."""

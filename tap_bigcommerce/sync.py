@@ -17,9 +17,11 @@ import gc
 import logging
 import queue
 import threading
+import time
 from datetime import datetime, timezone
 
 from tap_bigcommerce import metrics, scan
+from tap_bigcommerce.errors import Stopped
 from tap_bigcommerce.scheduler import UNKNOWN_PAGES, Job, Scheduler
 from tap_bigcommerce.state import StateKeeper, StreamRun
 from tap_bigcommerce.streams import FULL_TABLE, INCREMENTAL
@@ -29,6 +31,7 @@ LOGGER = logging.getLogger(__name__)
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt() parameters
 UNWRITTEN_PAGES = 2  # while this many encoded pages wait for the main thread, workers send no request
 GC_THRESHOLDS = (100_000, 50, 100)  # Python's default is (700, 10, 10)
+STOP_WAIT_S = 1.0  # on an error or a signal, how long worker threads get to finish (they are daemons)
 SCANS = {INCREMENTAL: scan.modified_range, FULL_TABLE: scan.whole_table}  # how each stream kind is read
 
 
@@ -69,6 +72,7 @@ class Syncer:
         thresholds = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        finished = False
         try:
             for run in self._runs:
                 start = self.keeper.open(run)
@@ -78,10 +82,14 @@ class Syncer:
             metrics.load()  # while the first requests are out
             while self.scheduler.pending:
                 self._handle(self._queue.get())
+            finished = True
         finally:
+            # On an error or a signal no request goes out from here on, and threads still
+            # waiting for a slow store are left behind rather than waited for.
             self._stop.set()
+            self.client.stop()
             self._drain_queue()
-            self._pool.close()
+            self._pool.close(STOP_WAIT_S if not finished else None)
             # Frozen objects stay frozen: handed back to the collector, they made the final
             # collection at exit take 0.1 s after a large sync.
             gc.set_threshold(*thresholds)
@@ -117,7 +125,7 @@ class Syncer:
 
     def _put(self, message):
         if self._stop.is_set():
-            raise _Stopped()
+            raise Stopped()
         self._queue.put(message)
 
     def _work(self, job):
@@ -136,7 +144,7 @@ class Syncer:
                         break
             self._pool.idle()  # before "done", so the job it leads to finds this thread free
             self._put(("parked" if parked else "done", job, None))
-        except _Stopped:
+        except Stopped:
             pass
         except BaseException as exc:  # handed to the main thread, which raises it
             self._stop.set()
@@ -156,7 +164,7 @@ class Syncer:
             while self._unwritten >= UNWRITTEN_PAGES and not self._stop.is_set():
                 self._written.wait(0.2)
         if self._stop.is_set():
-            raise _Stopped()
+            raise Stopped()
         stream = job.run.stream
         params = dict(params, limit=self.config.page_size)
         if stream.include:
@@ -203,12 +211,13 @@ class _Pool:
         with self._lock:
             self._idle += 1
 
-    def close(self):
-        """Stop every thread once it has finished its job."""
+    def close(self, wait_s=None):
+        """Stop every thread once it has finished its job, waiting at most wait_s in all."""
         for _ in self._threads:
             self._jobs.put(None)
+        deadline = None if wait_s is None else time.monotonic() + wait_s
         for thread in self._threads:
-            thread.join()
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
 
     def _loop(self):
         while (job := self._jobs.get()) is not None:
@@ -229,7 +238,3 @@ def _tune_malloc():
         return
     mallopt(M_ARENA_MAX, 2)
     mallopt(M_MMAP_THRESHOLD, 128 * 1024)
-
-
-class _Stopped(Exception):
-    """Raised in a worker when the sync is stopping."""
