@@ -6,7 +6,13 @@ bookmark rule of each stream kind lives here:
 
   - incremental: the bookmark is the newest date_modified below which every record of this run
     has been written (the watermark): the first range that has not finished holds it back,
-    however far later ranges have got. The next run starts at it, inclusive.
+    however far later ranges have got. The next run starts at it, inclusive. While ranges above
+    it are read in parallel, the bookmark also lists under "ranges" the date ranges not yet known
+    to be written (the last one open-ended), so a killed sync resumes with those alone and
+    re-reads about a page per range, not everything after the slowest one. Each range counts as
+    written from its lower bound up to (not including) the second of its newest written record,
+    or whole once it is done; the open-ended range never counts as whole, since records edited
+    after it ends land above it.
   - full table: while the table is read, the state holds the table version and the last id
     written, so a killed sync resumes after it with the same version; ACTIVATE_VERSION ends a
     finished read (and also starts the very first one, so the table exists while it fills).
@@ -18,8 +24,10 @@ from typing import Optional
 
 from tap_bigcommerce import metrics
 from tap_bigcommerce.config import bookmark_start
+from tap_bigcommerce.scan import ONE_SECOND
 from tap_bigcommerce.streams import FULL_TABLE, INCREMENTAL
-from tap_bigcommerce.transform import format_datetime, parse_datetime
+from tap_bigcommerce.errors import InputError
+from tap_bigcommerce.transform import BadDate, format_datetime, parse_datetime
 
 LOGGER = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 5.0
@@ -63,11 +71,13 @@ class StateKeeper:
         self.config = config
 
     def open(self, run):
-        """Write the stream's SCHEMA; returns where its first range starts (Range keyword arguments)."""
+        """Write the stream's SCHEMA; returns the ranges to start with (Range keyword arguments)."""
         stream, selection = run.stream, run.selection
+        starts = _RULES[stream.kind].begin(self, run)
         self.writer.schema(stream.name, selection.schema, [stream.key],
                            [stream.replication_key] if stream.replication_key else None)
-        return _RULES[stream.kind].begin(self, run)
+        _RULES[stream.kind].opened(self, run)
+        return starts
 
     def page(self, run, job, data, count, progress):
         """Write one page's records, then the STATE that covers them."""
@@ -110,7 +120,22 @@ class _DateBookmark:
 
     @staticmethod
     def begin(keeper, run):
-        return {"lower": bookmark_start(keeper.state, run.stream, keeper.config)}
+        """The ranges left by a killed sync, else one range from the bookmark (or start_date)."""
+        entry = keeper.state["bookmarks"].get(run.stream.name, {})
+        if not entry.get("ranges"):
+            return [{"lower": bookmark_start(keeper.state, run.stream, keeper.config)}]
+        LOGGER.info("%s: resuming the %d date ranges an unfinished sync left", run.stream.name, len(entry["ranges"]))
+        starts = []
+        for lower, upper in _ranges(run.stream.name, entry["ranges"]):
+            if starts and lower > starts[-1]["upper"] + ONE_SECOND:
+                # What lies between two ranges was written: a range already done.
+                starts.append({"lower": starts[-1]["upper"] + ONE_SECOND, "upper": lower - ONE_SECOND, "done": True})
+            starts.append({"lower": lower, "upper": upper})
+        return starts
+
+    @staticmethod
+    def opened(keeper, run):
+        pass
 
     @staticmethod
     def written(keeper, run, job, progress):
@@ -120,21 +145,27 @@ class _DateBookmark:
 
     @staticmethod
     def advance(keeper, run):
-        """Move the bookmark up to the watermark; True if it moved."""
-        mark = run.watermark()
-        if mark is None:
-            return False
-        key = run.stream.replication_key
+        """Move the bookmark up to the watermark, and note the ranges left; True if either changed."""
         entry = keeper.bookmark(run)
+        before = dict(entry)
+        mark = run.watermark()
+        key = run.stream.replication_key
         current = entry.get(key)
-        if current is None or parse_datetime(current) < mark:
+        if mark is not None and (current is None or parse_datetime(current) < mark):
             entry[key] = format_datetime(mark)
-            return True
-        return False
+        floor = run.jobs[0].lower
+        if entry.get(key):
+            floor = max(floor, parse_datetime(entry[key]))
+        left = _unwritten(run.jobs, floor)
+        if len(left) > 1:
+            entry["ranges"] = [[format_datetime(lower), upper and format_datetime(upper)] for lower, upper in left]
+        else:
+            entry.pop("ranges", None)
+        return entry != before
 
     @staticmethod
     def finish(keeper, run):
-        pass
+        keeper.bookmark(run).pop("ranges", None)
 
     @staticmethod
     def describe(keeper, run):
@@ -152,11 +183,14 @@ class _TableVersion:
         run.version = bookmark["version"] if resumed else int(time.time() * 1000)
         if resumed:
             LOGGER.info("%s: resuming the full-table sync after id %s", stream.name, bookmark["last_id"])
-        elif "version" not in bookmark:
+        return [{"last_id": bookmark["last_id"] if resumed else None}]
+
+    @staticmethod
+    def opened(keeper, run):
+        if "version" not in keeper.state["bookmarks"].get(run.stream.name, {}):
             # The first sync ever activates its version at once, so the table exists even
             # while it fills; later syncs keep the old version visible until theirs is whole.
-            keeper.writer.activate_version(stream.name, run.version)
-        return {"last_id": bookmark["last_id"] if resumed else None}
+            keeper.writer.activate_version(run.stream.name, run.version)
 
     @staticmethod
     def written(keeper, run, job, progress):
@@ -176,6 +210,53 @@ class _TableVersion:
     def describe(keeper, run):
         entry = keeper.state["bookmarks"].get(run.stream.name, {})
         return f"id {entry['last_id']}" if "last_id" in entry else "none (full table)"
+
+
+def _ranges(name, ranges):
+    """The "ranges" of a state's bookmark as datetimes, checked: in order, apart, the last open-ended."""
+    problem = f"The state's {name} bookmark has ranges that are not a list of [from, to] date-time pairs in order."
+    if not isinstance(ranges, list):
+        raise InputError(problem)
+    result, previous = [], None
+    for index, pair in enumerate(ranges):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise InputError(problem)
+        last = index == len(ranges) - 1
+        try:
+            lower = parse_datetime(pair[0])
+            upper = None if last and pair[1] is None else parse_datetime(pair[1])
+        except (BadDate, TypeError, AttributeError):
+            raise InputError(problem) from None
+        if (upper is not None and (last or upper < lower)) or (previous is not None and lower <= previous):
+            raise InputError(problem)
+        result.append((lower, upper))
+        previous = upper
+    return result
+
+
+def _unwritten(jobs, floor):
+    """The date ranges at or above `floor` not known to be written: [(lower, upper or None)].
+
+    Ranges are whole seconds, both ends inclusive; the last one is always open-ended.
+    """
+    written = []
+    for index, job in enumerate(jobs):
+        end = None  # the first second not known to be written
+        if job.done and job.upper is not None and index < len(jobs) - 1:
+            end = job.upper + ONE_SECOND
+        elif job.emitted_max is not None:
+            end = job.emitted_max
+        if end is not None and end > job.lower:
+            written.append((job.lower, end))
+    left, cursor = [], floor
+    for lower, end in sorted(written):
+        if end <= cursor:
+            continue
+        if lower > cursor:
+            left.append((cursor, lower - ONE_SECOND))
+        cursor = end
+    left.append((cursor, None))
+    return left
 
 
 _RULES = {INCREMENTAL: _DateBookmark, FULL_TABLE: _TableVersion}

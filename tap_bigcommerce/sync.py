@@ -75,10 +75,13 @@ class Syncer:
         finished = False
         try:
             for run in self._runs:
-                start = self.keeper.open(run)
-                job = Job(run=run, plan=run.stream.kind == INCREMENTAL, **start)
-                run.jobs.append(job)
-                self.scheduler.submit(job)
+                for start in self.keeper.open(run):
+                    # The open-ended range (or the only one) cuts the rest into partitions after its first page.
+                    plan = run.stream.kind == INCREMENTAL and start.get("upper") is None
+                    run.jobs.append(Job(run=run, plan=plan, **start))
+                for job in run.jobs:
+                    if not job.done:
+                        self.scheduler.submit(job)
             metrics.load()  # while the first requests are out
             while self.scheduler.pending:
                 self._handle(self._queue.get())

@@ -64,12 +64,12 @@ def run_tap(workdir, config, *args, catalog=None, state=None, timeout=120):
     return TapRun(done.returncode, done.stdout, done.stderr)
 
 
-def start_tap(workdir, config, state=None):
+def start_tap(workdir, config, state=None, stderr=subprocess.DEVNULL):
     """Start the tap without waiting, stdout piped, for tests that kill it half-way."""
     command = TAP + ["--config", write_json(workdir / "config.json", config)]
     if state is not None:
         command += ["--state", write_json(workdir / "state.json", state)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=_env())
 
 
 def _env():
