@@ -67,6 +67,10 @@ class StateKeeper:
     def __init__(self, state, writer, config):
         self.state = state
         self.state.setdefault("bookmarks", {})
+        if self.state.pop("currently_syncing", None) is not None:
+            # Streams sync side by side here, so no single stream is "the" one being synced,
+            # and a stale name would only mislead whoever reads the state next.
+            LOGGER.info("The state's currently_syncing is dropped: this tap syncs its streams together.")
         self.writer = writer
         self.config = config
 

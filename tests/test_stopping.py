@@ -128,3 +128,12 @@ def test_a_killed_sync_resumes_its_partitions_and_rereads_about_a_page_each(work
     final = resumed.last_state["bookmarks"]["orders"]
     assert "ranges" not in final
     assert final["date_modified"] == max(r["date_modified"] for r in resumed.records("orders"))
+
+
+def test_currently_syncing_from_a_stitch_style_state_is_not_carried_on(workdir, sandbox):
+    store = sandbox(coupons=3, customers=3, orders=3, products=3)
+    state = {"currently_syncing": "orders", "bookmarks": {"orders": {"date_modified": "2020-01-01T00:00:00Z"}}}
+    run = run_tap(workdir, store.config(**FAST), state=state)
+    assert run.returncode == 0, run.stderr
+    assert all("currently_syncing" not in m["value"] for m in run.messages if m["type"] == "STATE")
+    assert sorted(run.ids("orders")) == sorted(ids_by_stream(store)["orders"])
