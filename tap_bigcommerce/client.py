@@ -7,13 +7,19 @@ in) lives in pacing.py; this module asks it before each request and tells it eve
 Retries. 429, 500, 502, 503, 504, connection errors, timeouts and a 200 whose body is not JSON
 are retried with exponential backoff, up to max_retries times; then the sync stops with one
 sentence saying why. Nothing is skipped: a page is either read whole or the sync stops.
+
+Redirects are never followed: the API does not redirect, and following one would send the
+access token to whatever host it names.
 """
+import http.client
 import logging
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 import requests
@@ -86,7 +92,7 @@ class Client:
         limit = int(params.get("limit", 50))
 
         def page_of(body):
-            page = _v2_page(stream, body, limit) if stream.api == "v2" else _v3_page(stream, body)
+            page = _v2_page(stream, body, limit) if stream.api == "v2" else _v3_page(stream, body, limit)
             return handle(page) if handle else page
 
         return self._get_json(stream, url, page_of, priority)
@@ -108,11 +114,12 @@ class Client:
                         raise Stopped()
                     # The body is read in one call rather than requests' 10 kB chunks: a quarter
                     # of the tap's CPU went there.
-                    response = self.session.get(url, timeout=self.config.request_timeout, stream=True)
+                    response = self.session.get(url, timeout=self.config.request_timeout, stream=True,
+                                                allow_redirects=False)
                     content = response.raw.read(decode_content=True)
                 except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                         urllib3.exceptions.HTTPError) as exc:
-                    problem = f"the connection failed ({type(exc).__name__})"
+                    problem = _connection_problem(exc, self.config)
                 else:
                     problem = None
                     self.flow.took(request_s=time.monotonic() - started)
@@ -123,7 +130,7 @@ class Client:
                     metrics.request_duration(stream.name, time.monotonic() - started, response)
                 if problem is None and response.status_code == 200:
                     out = False
-                    problem, result = self._decode(content, handle, priority)
+                    problem, result = self._decode(response, content, handle, priority)
                     if problem is None:
                         return result
             finally:
@@ -162,7 +169,7 @@ class Client:
                            self.config.max_retries, delay)
             self._sleep(delay)
 
-    def _decode(self, content, handle, priority):
+    def _decode(self, response, content, handle, priority):
         """(None, handle(body)) for a valid JSON body, else (the problem, None); one page at a time."""
         with self._decoder.turn(priority):
             self.flow.leave()
@@ -170,6 +177,9 @@ class Client:
             try:
                 body = orjson.loads(content)
             except orjson.JSONDecodeError:
+                if _is_html(response, content):
+                    return ("the store sent a 200 with an HTML page instead of JSON (a proxy, firewall or "
+                            "login page answered, not the API)"), None
                 return "the store sent a 200 whose body is not valid JSON", None
             result = handle(body)
             self.flow.took(decode_s=time.monotonic() - started)
@@ -206,8 +216,11 @@ def _v2_page(stream, body, limit):
     return Page(body, len(body) >= limit)
 
 
-def _v3_page(stream, body):
-    """v3 answers {"data": [...], "meta": {"pagination": ..., "cursor_pagination": ...}}."""
+def _v3_page(stream, body, limit):
+    """v3 answers {"data": [...], "meta": {"pagination": ..., "cursor_pagination": ...}}.
+
+    Without pagination data a full page is never taken as the last: the next read decides.
+    """
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ApiError(f"{stream.name}: the store's answer has no 'data' list.")
     records = body["data"]
@@ -218,15 +231,19 @@ def _v3_page(stream, body):
         return Page([], False, total=pagination.get("total"))
     if pagination:
         has_more = pagination.get("current_page", 1) < pagination.get("total_pages", 1)
-    else:
+    elif cursor:
         links = cursor.get("links") or {}
         has_more = bool(links.get("next")) or len(records) >= cursor.get("per_page", len(records) + 1)
+    else:
+        has_more = len(records) >= limit
     return Page(records, has_more, cursor.get("end_cursor"), pagination.get("total"))
 
 
 def _status_error(stream, response, content, config):
     """Turn a status that is not worth retrying into one sentence that says what to do."""
     status = response.status_code
+    if 300 <= status < 400:
+        return _redirect_error(stream, response, config)
     if status == 401:
         return ApiError("The store rejected the access token (401 Unauthorized); check access_token in the config.", 401)
     if status == 403:
@@ -242,7 +259,69 @@ def _status_error(stream, response, content, config):
             404,
         )
     detail = _error_detail(content)
-    return ApiError(f"{stream.name}: the store answered {status} {response.reason or ''}{detail}.".replace("  ", " "), status)
+    return ApiError(f"{stream.name}: the store answered {status_line(response)}{detail}.", status)
+
+
+def _redirect_error(stream, response, config):
+    """A redirect names the status and where it pointed (scheme and host only: never a query)."""
+    location = response.headers.get("Location") or ""
+    parts = urlsplit(location)
+    where = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "a path on the same host"
+    if "@" in where:
+        where = f"{parts.scheme}://{parts.hostname}"
+    return ApiError(
+        f"{stream.name}: the store answered {status_line(response)} pointing to {where}; the API never redirects, "
+        f"so the tap stopped rather than send the access token there (check base_url: {config.base_url}).",
+        response.status_code,
+    )
+
+
+def status_line(response):
+    """"302 Found", or just the code when the reason is missing."""
+    return f"{response.status_code} {response.reason or ''}".rstrip()
+
+
+def _is_html(response, content):
+    """Whether a body is an HTML page (a proxy's, a captive portal's or a login page)."""
+    kind = (response.headers.get("Content-Type") or "").lower()
+    return "html" in kind or content.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html"))
+
+
+# What a failed connection comes down to, checked from the most specific cause (urllib3 files
+# a refused connection under its timeout errors, so timeouts come last).
+_CAUSES = (
+    ((ConnectionRefusedError,), "connection refused"),
+    ((ConnectionResetError,), "connection reset"),
+    ((socket.gaierror, getattr(urllib3.exceptions, "NameResolutionError", socket.gaierror)), "name not resolved"),
+    ((ssl.SSLError, requests.exceptions.SSLError, urllib3.exceptions.SSLError), "TLS handshake failed"),
+    ((http.client.IncompleteRead, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError),
+     "the connection closed before the whole answer came"),
+    ((requests.Timeout, socket.timeout, urllib3.exceptions.TimeoutError), "timed out"),
+)
+
+
+def _connection_problem(exc, config):
+    """'the connection to HOST failed: CAUSE', with the cause in plain words."""
+    chain = list(_exception_chain(exc))
+    cause = next((words for kinds, words in _CAUSES if any(isinstance(e, kinds) for e in chain)),
+                 type(exc).__name__)
+    host = urlsplit(config.base_url).netloc
+    if cause == "timed out":
+        return f"the connection to {host} timed out (no answer within {config.request_timeout:g} s)"
+    return f"the connection to {host} failed: {cause}"
+
+
+def _exception_chain(exc):
+    """The exception, what caused it, and what those wrap (urllib3 keeps the cause in .reason)."""
+    stack, seen = [exc], set()
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        stack.extend(getattr(current, "args", ()))
 
 
 def _error_detail(content):
