@@ -3,8 +3,10 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
+from urllib.parse import quote, quote_plus
 
 from tap_bigcommerce.client import Client
 from tap_bigcommerce.config import load_json, parse_catalog, parse_config, parse_state
@@ -18,20 +20,46 @@ LOGGER = logging.getLogger("tap_bigcommerce")
 
 
 class Redact(logging.Filter):
-    """Blanks the access token and client id out of every log line, whatever logger wrote it."""
+    """Blanks the access token and client id out of every log line, whatever logger wrote it.
+
+    Each secret is matched whole and in the forms it could be printed in (as repr() or JSON
+    escapes it, URL-encoded). A value shorter than MIN_SECRET is matched only where it stands
+    alone, so a placeholder client_id such as "x" (never sent anywhere) cannot garble a message.
+    """
+
+    MIN_SECRET = 8
 
     def __init__(self, secrets=()):
         super().__init__()
-        self.secrets = tuple(secret for secret in secrets if secret)
+        self.secrets = secrets
+
+    @property
+    def secrets(self):
+        return self._secrets
+
+    @secrets.setter
+    def secrets(self, values):
+        self._secrets = tuple(value for value in values if value)
+        patterns = []
+        for secret in self._secrets:
+            forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)}
+            alternatives = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
+            if len(secret) >= self.MIN_SECRET:
+                patterns.append(f"(?:{alternatives})")
+            else:
+                patterns.append(f"(?<![A-Za-z0-9_-])(?:{alternatives})(?![A-Za-z0-9_-])")
+        self._pattern = re.compile("|".join(patterns)) if patterns else None
 
     def scrub(self, text):
         """The text with every secret replaced."""
-        for secret in self.secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+        return self._pattern.sub("<redacted>", text) if self._pattern else text
 
     def filter(self, record):
-        record.msg, record.args = self.scrub(record.getMessage()), None
+        message = record.getMessage()
+        if record.exc_info:  # a traceback could quote a secret too: format it here, scrubbed
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, None
+        record.msg, record.args = self.scrub(message), None
         return True
 
 
@@ -67,10 +95,7 @@ def main(argv=None):
     args = parse_args(argv)
     stop_hooks = []
     redact = Redact()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler.addFilter(redact)
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log_to_stderr(redact)
     try:
         _stop_on_signals(stop_hooks)
         config = parse_config(load_json(args.config, "config"))
@@ -98,6 +123,15 @@ def main(argv=None):
     except Exception as exc:  # a bug: still one line, with the details at debug level
         LOGGER.debug("Unexpected error", exc_info=True)
         return _fail(redact.scrub(f"Unexpected error ({type(exc).__name__}: {exc}); please report it."))
+
+
+def log_to_stderr(redact):
+    """Log lines go to stderr through the redaction filter (metrics.py puts this back after
+    singer-python, which installs its own handler when it is imported)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(redact)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def _fail(message, code=1):

@@ -4,15 +4,25 @@ singer-python is imported on first use, not at start-up: with backoff and asynci
 imports, it takes about 0.1 s, and the sync imports it while its first requests are out.
 """
 import logging
+import sys
 
 LOGGER = logging.getLogger("tap_bigcommerce.metrics")
 
 
 def load():
-    """Import singer-python's metrics module (the first call pays for it)."""
-    import singer.metrics
+    """Import singer-python's metrics module (the first call pays for it).
 
-    return singer.metrics
+    Importing singer-python replaces the root logger's handlers with its own: the tap's (which
+    blanks secrets out of every line) are put back.
+    """
+    if "singer.metrics" not in sys.modules:
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        import singer.metrics  # noqa: F401
+
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return sys.modules["singer.metrics"]
 
 
 def request_duration(endpoint, seconds, response):

@@ -1,7 +1,11 @@
 """The HTTP client: retries, 429 pacing, clear errors, and secrets kept out of every line."""
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import responses
@@ -89,7 +93,7 @@ def test_5xx_dropped_connections_and_truncated_json_are_retried(workdir, sandbox
                     faults_at={1: "503", 2: "truncate", 3: "drop", 4: "500", 5: "504", 6: "502"})
     run = run_tap(workdir, store.config(**FAST))
     assert run.returncode == 0, run.stderr
-    assert "not valid JSON; retry" in run.stderr and "connection failed" in run.stderr
+    assert "not valid JSON; retry" in run.stderr and f"the connection to {store.base_url[7:]} failed" in run.stderr
     for name, ids in ids_by_stream(store).items():
         assert sorted(run.ids(name)) == sorted(ids), name
 
@@ -214,3 +218,151 @@ def test_a_request_waiting_for_the_window_gives_its_flow_place_back():
     flow.leave()
     third.join(2)
     assert not third.is_alive()
+
+
+@responses.activate
+def test_a_full_v3_page_without_meta_is_not_taken_as_the_last():
+    url = f"{BASE}/stores/abc/v3/catalog/products"
+    responses.get(url, json={"data": [{"id": 1}, {"id": 2}]})
+    responses.get(url, json={"data": [{"id": 3}]})
+    client = _client()
+    assert client.get_page(STREAMS_BY_NAME["products"], {"limit": 2}).has_more is True
+    assert client.get_page(STREAMS_BY_NAME["products"], {"limit": 2}).has_more is False
+
+
+@responses.activate
+def test_a_200_html_page_is_named_as_such():
+    responses.get(f"{BASE}/stores/abc/v2/coupons", body="<!DOCTYPE html><html>Sign in</html>",
+                  content_type="text/html")
+    with pytest.raises(ApiError, match=r"giving up after 1 tries: the store sent a 200 with an HTML page instead of JSON"):
+        _client(max_retries=0).get_page(STREAMS_BY_NAME["coupons"], {"limit": 250})
+
+
+class _Loopback:
+    """A one-answer HTTP server on loopback that records the requests it gets."""
+
+    def __init__(self, status=200, headers=None, body=b"[]"):
+        self.requests = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append({"path": self.path, "headers": dict(self.headers)})
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value.replace("{port}", str(outer.port)))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(workdir):
+    elsewhere = _Loopback()
+    redirecting = _Loopback(302, {"Location": f"{elsewhere.url}/stores/abc/v2/coupons?token=x"})
+    try:
+        config = {"client_id": "cid-12345678", "access_token": "tok-SECRET-4242", "store_hash": "abc",
+                  "start_date": "2024-01-01", "base_url": redirecting.url, "max_workers": 1, **FAST}
+        run = run_tap(workdir, config)
+    finally:
+        elsewhere.close()
+        redirecting.close()
+    assert run.returncode == 1
+    assert len(run.error_lines) == 1 and "answered 302 Found pointing to " + elsewhere.url + ";" in run.error_lines[0]
+    assert "token=x" not in run.stderr and "tok-SECRET-4242" not in run.stderr
+    assert redirecting.requests and elsewhere.requests == []
+
+
+def _closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stalled_server():
+    """A listening socket that accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return sock
+
+
+def test_connection_errors_name_the_host_and_the_cause(workdir, sandbox):
+    store = sandbox(coupons=1, customers=1, orders=1, products=1)
+    stalled = _stalled_server()
+    port = _closed_port()
+    cases = [
+        (f"http://127.0.0.1:{port}", f"the connection to 127.0.0.1:{port} failed: connection refused"),
+        ("http://nonexistent.invalid", "the connection to nonexistent.invalid failed: name not resolved"),
+        (store.base_url.replace("http://", "https://"),
+         f"the connection to {store.base_url[7:]} failed: TLS handshake failed"),
+        (f"http://127.0.0.1:{stalled.getsockname()[1]}",
+         f"the connection to 127.0.0.1:{stalled.getsockname()[1]} timed out (no answer within 1 s)"),
+    ]
+    try:
+        for base_url, phrase in cases:
+            config = store.config(base_url=base_url, max_retries=0, max_workers=1, request_timeout=1, **FAST)
+            run = run_tap(workdir, config)
+            assert run.returncode == 1 and len(run.error_lines) == 1, run.stderr
+            assert phrase in run.error_lines[0], run.error_lines[0]
+    finally:
+        stalled.close()
+
+
+def test_token_pasted_with_a_newline_works_and_a_broken_one_is_refused_unprinted(workdir, sandbox):
+    store = sandbox(coupons=3, customers=1, orders=1, products=1)
+    pasted = run_tap(workdir, store.config(access_token=store.options.token + "\n", client_id=" cid\t", **FAST))
+    assert pasted.returncode == 0, pasted.stderr
+    assert len(pasted.ids("coupons")) == 3
+    for broken in ("sandbox token", "sandbox-tok\u00e9n", "sandbox-\rtoken"):
+        run = run_tap(workdir, store.config(access_token=broken, **FAST))
+        assert run.returncode == 1 and run.stdout == ""
+        assert run.error_lines == ["tap-bigcommerce: error: access_token holds a space, a control character or a "
+                                   "non-ASCII character; paste the token again exactly as BigCommerce shows it."]
+        assert "Traceback" not in run.stderr
+
+
+def test_a_short_placeholder_client_id_garbles_nothing(workdir, sandbox):
+    store = sandbox(coupons=3, customers=3, orders=3, products=3)
+    run = run_tap(workdir, store.config(client_id="e", **FAST))
+    assert run.returncode == 0, run.stderr
+    assert "<redacted>" not in run.stderr and "records so far" in run.stderr
+
+
+def test_secrets_are_blanked_whole_and_in_every_escaped_form():
+    from tap_bigcommerce.cli import Redact
+
+    secret = "Ab/c+d=e\"f\\g h"
+    redact = Redact([secret, "tok"])
+    for form in (secret, repr(secret)[1:-1], "Ab/c+d=e\\\"f\\\\g h", "Ab%2Fc%2Bd%3De%22f%5Cg%20h", "Ab%2Fc%2Bd%3De%22f%5Cg+h"):
+        assert redact.scrub(f"before {form} after") == "before <redacted> after", form
+    assert redact.scrub("token: tok.") == "token: <redacted>."
+    assert redact.scrub("stokes tokens") == "stokes tokens"  # a short secret only where it stands alone
+
+
+def test_the_redaction_filter_survives_singer_python_being_imported():
+    script = (
+        "import logging, sys\n"
+        "from tap_bigcommerce.cli import Redact, log_to_stderr\n"
+        "from tap_bigcommerce import metrics\n"
+        "log_to_stderr(Redact(['tok-SECRET-4242']))\n"
+        "metrics.load()\n"
+        "logging.getLogger('tap_bigcommerce').warning('token tok-SECRET-4242 here')\n"
+        "logging.getLogger('tap_bigcommerce').warning('in a traceback', exc_info=ValueError('tok-SECRET-4242'))\n"
+    )
+    from tap_harness import _env
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=60)
+    assert "WARNING token <redacted> here" in done.stderr, done.stderr
+    assert "ValueError: <redacted>" in done.stderr and "tok-SECRET-4242" not in done.stderr
