@@ -3,22 +3,30 @@
 Everything is checked before the tap writes a byte to stdout, and every problem becomes one
 InputError sentence naming the file and the key.
 """
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import orjson
 
+from tap_bigcommerce.discover import load_schema
 from tap_bigcommerce.errors import InputError
-from tap_bigcommerce.streams import STREAMS_BY_NAME
+from tap_bigcommerce.streams import FULL_TABLE, STREAMS_BY_NAME
 from tap_bigcommerce.transform import BadDate, parse_datetime
 from tap_bigcommerce.version import __version__
 
 DEFAULT_BASE_URL = "https://api.bigcommerce.com"
 MAX_PAGE_SIZE = 250  # the documented maximum for every list endpoint the tap reads
 REQUIRED = ("client_id", "access_token", "store_hash", "start_date")
+TEXT_SETTINGS = ("client_id", "access_token", "store_hash", "start_date", "base_url", "user_agent")
 _STORE_HASH_IN_URL = re.compile(r"/stores/([^/?#]+)")
+_STORE_HASH_IN_HOST = re.compile(r"store-([A-Za-z0-9]+)\.mybigcommerce\.com", re.IGNORECASE)  # the control panel
 _STORE_HASH = re.compile(r"[A-Za-z0-9_-]+\Z")
+_PRINTABLE = re.compile(r"[\x20-\x7e]+\Z")  # what an HTTP header value may safely hold
+_HOST = re.compile(r"[A-Za-z0-9._-]+\Z|[0-9A-Fa-f:.]+\Z")  # a name, an IPv4 or an IPv6 address
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,10 @@ class Config:
 
     @property
     def secrets(self):
-        """The values that must never be printed."""
-        return tuple(value for value in (self.access_token, self.client_id) if value)
+        """The values that must never be printed. A client_id is never sent; a short one is a
+        placeholder (such as "x"), and blanking it would garble every message that holds the letter."""
+        client_id = self.client_id if len(self.client_id) >= 8 else ""
+        return tuple(value for value in (self.access_token, client_id) if value)
 
 
 def load_json(path, what):
@@ -65,9 +75,9 @@ def load_json(path, what):
 
 
 def store_hash_from(value):
-    """Accept a bare store hash, or an API path pasted from the control panel, and return the hash."""
+    """Accept a bare store hash, an API path or a control-panel URL pasted whole; return the hash."""
     text = value.strip()
-    match = _STORE_HASH_IN_URL.search(text)
+    match = _STORE_HASH_IN_URL.search(text) or _STORE_HASH_IN_HOST.search(text)
     if match:
         text = match.group(1)
     text = text.strip("/")
@@ -77,6 +87,55 @@ def store_hash_from(value):
             "of the store's API path, e.g. abc123."
         )
     return text
+
+
+def base_url_from(value):
+    """The API root: scheme, host and port only; a pasted API path or any other path is refused."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputError(f"base_url {value!r} must start with http:// or https://.")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        raise InputError(f"base_url {value!r} has a port that is not a number from 1 to 65535.")
+    if "@" in parts.netloc:
+        raise InputError("base_url holds a user name or password; the API takes only the access token.")
+    if not _HOST.match(parts.hostname or ""):
+        raise InputError(f"base_url {value!r} does not name a valid host.")
+    path = parts.path.rstrip("/")
+    if "/stores/" in path + "/":
+        raise InputError(
+            f"base_url {value!r} holds the store's API path; set base_url to {parts.scheme}://{parts.netloc} "
+            "and put the store hash in store_hash."
+        )
+    if path or parts.query or parts.fragment:
+        raise InputError(
+            f"base_url {value!r} must be the API root alone, without a path or query, e.g. "
+            f"{parts.scheme}://{parts.netloc}."
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _text_settings(raw):
+    """The string settings with surrounding whitespace stripped (a pasted token often ends in a newline)."""
+    for key in TEXT_SETTINGS:
+        if key in raw and raw[key] is not None and not isinstance(raw[key], str):
+            raise InputError(f"Config key {key} must be a string.")
+    cleaned = dict(raw)
+    for key in TEXT_SETTINGS:
+        if isinstance(raw.get(key), str):
+            cleaned[key] = raw[key].strip()
+    token = cleaned.get("access_token") or ""
+    if token and (not _PRINTABLE.match(token) or " " in token):
+        # Never show the value: it is the secret.
+        raise InputError("access_token holds a space, a control character or a non-ASCII character; "
+                         "paste the token again exactly as BigCommerce shows it.")
+    agent = cleaned.get("user_agent")
+    if agent and not _PRINTABLE.match(agent):
+        raise InputError(f"user_agent {agent!r} must be printable ASCII on one line.")
+    return cleaned
 
 
 def _number(raw, key, kind, minimum, maximum=None):
@@ -97,12 +156,10 @@ def parse_config(raw):
     """Check a config dict and return a Config."""
     if not isinstance(raw, dict):
         raise InputError("The config file must hold a JSON object.")
+    raw = _text_settings(raw)
     missing = [key for key in REQUIRED if raw.get(key) in (None, "")]
     if missing:
         raise InputError(f"The config is missing {', '.join(missing)}.")
-    for key in ("client_id", "access_token", "store_hash", "start_date", "base_url", "user_agent"):
-        if key in raw and not isinstance(raw[key], str):
-            raise InputError(f"Config key {key} must be a string.")
     try:
         start_date = parse_datetime(raw["start_date"])
     except BadDate:
@@ -110,11 +167,7 @@ def parse_config(raw):
             f"start_date {raw['start_date']!r} is not a date; use ISO 8601 (2024-01-31 or "
             "2024-01-31T00:00:00Z) or MM/DD/YYYY."
         ) from None
-    options = {}
-    base_url = raw.get("base_url") or DEFAULT_BASE_URL
-    if not re.match(r"https?://[^/\s]+", base_url):
-        raise InputError(f"base_url {base_url!r} must start with http:// or https://.")
-    options["base_url"] = base_url.rstrip("/")
+    options = {"base_url": base_url_from(raw.get("base_url") or DEFAULT_BASE_URL)}
     if raw.get("user_agent"):
         options["user_agent"] = raw["user_agent"]
     limits = {
@@ -140,6 +193,7 @@ def parse_state(raw):
     """Check a state dict: {"bookmarks": {stream: {"date_modified": ...}}}; returns a copy."""
     if raw is None:
         return {}
+    raw = _unwrap_state(raw)
     if not isinstance(raw, dict):
         raise InputError("The state file must hold a JSON object.")
     bookmarks = raw.get("bookmarks", {})
@@ -149,18 +203,61 @@ def parse_state(raw):
         if not isinstance(bookmark, dict):
             raise InputError(f"The state's bookmark for {name} must be a JSON object.")
         stream = STREAMS_BY_NAME.get(name)
-        if stream is None:
-            continue  # a bookmark for a stream this version does not know is kept as it is
-        key = stream.replication_key
-        if key and key in bookmark and not _is_datetime(bookmark[key]):
-            raise InputError(f"The state's {name} bookmark {key} = {bookmark[key]!r} is not a date-time.")
-        if not stream.replication_key:
-            for key in ("version", "last_id"):
-                if key in bookmark and (not isinstance(bookmark[key], int) or isinstance(bookmark[key], bool)):
-                    raise InputError(f"The state's {name} bookmark {key} must be a whole number.")
+        if stream is not None:  # a bookmark for a stream this version does not know is kept as it is
+            _check_bookmark(stream, bookmark)
     copy = dict(raw)
     copy["bookmarks"] = {name: dict(bookmark) for name, bookmark in bookmarks.items()}
     return copy
+
+
+def _unwrap_state(raw):
+    """The state inside Meltano's {"singer_state": ...} or a whole STATE message (`tail -1` of a run)."""
+    while isinstance(raw, dict):
+        if raw.get("type") == "STATE" and "value" in raw:
+            LOGGER.info("The state file holds a whole STATE message; reading its value.")
+            raw = raw["value"]
+        elif "singer_state" in raw and "bookmarks" not in raw:
+            LOGGER.info('The state file holds {"singer_state": ...} (Meltano\'s wrapper); reading what is inside.')
+            raw = raw["singer_state"]
+        else:
+            break
+    return raw
+
+
+def _check_bookmark(stream, bookmark):
+    """One known stream's bookmark: its date, its ranges, or its full-table version and last id."""
+    name, key = stream.name, stream.replication_key
+    if key and key in bookmark and not _is_datetime(bookmark[key]):
+        raise InputError(f"The state's {name} bookmark {key} = {bookmark[key]!r} is not a date-time.")
+    if key and "ranges" in bookmark:
+        date_ranges(name, bookmark["ranges"])
+    if not key:
+        for field_name in ("version", "last_id"):
+            value = bookmark.get(field_name, 0)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InputError(f"The state's {name} bookmark {field_name} must be a whole number.")
+
+
+def date_ranges(name, ranges):
+    """The "ranges" of a state's bookmark as datetimes, checked: in order, apart, the last open-ended."""
+    problem = f"The state's {name} bookmark has ranges that are not a list of [from, to] date-time pairs in order."
+    if not isinstance(ranges, list):
+        raise InputError(problem)
+    result, previous = [], None
+    for index, pair in enumerate(ranges):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise InputError(problem)
+        last = index == len(ranges) - 1
+        try:
+            lower = parse_datetime(pair[0])
+            upper = None if last and pair[1] is None else parse_datetime(pair[1])
+        except (BadDate, TypeError, AttributeError):
+            raise InputError(problem) from None
+        if (upper is not None and (last or upper < lower)) or (previous is not None and lower <= previous):
+            raise InputError(problem)
+        result.append((lower, upper))
+        previous = upper
+    return result
 
 
 def _is_datetime(value):
@@ -182,22 +279,27 @@ def bookmark_start(state, stream, config):
 
 @dataclass(frozen=True)
 class Selection:
-    """One stream to sync: its row, the schema to emit, and the top-level fields to keep."""
+    """One stream to sync: its row, the schema to emit, the top-level fields to keep, and whether
+    the catalog asked to read an incremental stream whole (from start_date, keeping no bookmark)."""
 
     stream: object
     schema: dict
     fields: tuple
+    full_table: bool = False
 
 
-def _metadata_map(entry):
+def _metadata_map(entry, name):
     entries = entry.get("metadata", [])
     if not isinstance(entries, list):
-        raise InputError(f"The catalog entry for {entry.get('tap_stream_id')} has metadata that is not a list.")
+        raise InputError(f"The catalog entry for {name} has metadata that is not a list.")
     result = {}
     for item in entries:
         if not isinstance(item, dict) or not isinstance(item.get("breadcrumb"), list):
-            raise InputError(f"The catalog entry for {entry.get('tap_stream_id')} has a malformed metadata entry.")
-        result[tuple(item["breadcrumb"])] = item.get("metadata") or {}
+            raise InputError(f"The catalog entry for {name} has a malformed metadata entry.")
+        meta = item.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise InputError(f"The catalog entry for {name} has a malformed metadata entry.")
+        result[tuple(item["breadcrumb"])] = meta
     return result
 
 
@@ -208,10 +310,14 @@ def _is_selected(meta):
 
 
 def parse_catalog(raw):
-    """The selected streams of a catalog, each with its selected (and automatic) fields."""
+    """The selected streams of a catalog, each with its selected (and automatic) fields.
+
+    The catalog chooses streams and fields; the types always come from the tap's own schemas
+    (schemas/), so every record matches the SCHEMA message sent before it.
+    """
     if not isinstance(raw, dict) or not isinstance(raw.get("streams"), list):
         raise InputError('The catalog file must hold a JSON object with a "streams" list.')
-    selections = []
+    selections, seen = [], set()
     for entry in raw["streams"]:
         if not isinstance(entry, dict):
             raise InputError("Every entry of the catalog's streams list must be a JSON object.")
@@ -220,25 +326,57 @@ def parse_catalog(raw):
         if stream is None:
             known = ", ".join(sorted(STREAMS_BY_NAME))
             raise InputError(f"The catalog names a stream {name!r} that this tap does not have (it has {known}).")
+        if name in seen:
+            raise InputError(f"The catalog lists the stream {name} more than once; keep one entry for it.")
+        seen.add(name)
         schema = entry.get("schema")
         if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
             raise InputError(f"The catalog's schema for {name} must be a JSON object with properties.")
-        metadata = _metadata_map(entry)
+        metadata = _metadata_map(entry, name)
         root = metadata.get((), {})
-        if not (_is_selected(root) or schema.get("selected") is True):
-            continue
-        automatic = {stream.key, stream.replication_key}
-        fields = []
-        for field_name in schema["properties"]:
-            meta = metadata.get(("properties", field_name), {})
-            inclusion = meta.get("inclusion")
-            if field_name in automatic or inclusion == "automatic":
-                fields.append(field_name)
-            elif inclusion != "unsupported" and (_is_selected(meta) or not meta):
-                fields.append(field_name)
-        for needed in automatic - {None}:
-            if needed not in schema["properties"]:
-                raise InputError(f"The catalog's schema for {name} lacks the {needed} field the tap needs.")
-        kept = dict(schema, properties={f: schema["properties"][f] for f in fields})
-        selections.append(Selection(stream, kept, tuple(fields)))
+        if _is_selected(root) or schema.get("selected") is True:
+            selections.append(_selection(stream, schema, metadata, load_schema(stream)))
     return selections
+
+
+def _selection(stream, schema, metadata, own):
+    """One selected stream: the fields the catalog keeps, typed by the tap's own schema."""
+    automatic = {stream.key, stream.replication_key} - {None}
+    for needed in automatic:
+        if needed not in schema["properties"]:
+            raise InputError(f"The catalog's schema for {stream.name} lacks the {needed} field the tap needs.")
+    unknown = sorted(set(schema["properties"]) - set(own["properties"]))
+    if unknown:
+        LOGGER.warning("%s: the catalog lists fields this tap does not have, left out: %s",
+                       stream.name, ", ".join(unknown))
+    field_meta = {crumb[1]: meta for crumb, meta in metadata.items() if len(crumb) == 2 and crumb[0] == "properties"}
+    nested = [".".join(crumb[1::2]) for crumb, meta in metadata.items() if len(crumb) > 2 and meta.get("selected") is False]
+    if nested:
+        LOGGER.warning("%s: only top-level fields can be deselected; kept whole: %s", stream.name, ", ".join(nested))
+    every = not any("selected" in meta for meta in field_meta.values())
+    if every and any(meta and not _is_selected(meta) for meta in field_meta.values()):
+        LOGGER.info("%s: the stream is selected and none of its fields says whether it is, so every field is synced",
+                    stream.name)
+    fields = []
+    for field_name in own["properties"]:
+        meta = field_meta.get(field_name, {})
+        listed = field_name in schema["properties"]
+        if field_name in automatic or meta.get("inclusion") == "automatic":
+            fields.append(field_name)
+        elif meta.get("inclusion") != "unsupported" and (every or _is_selected(meta) or (listed and not meta)):
+            fields.append(field_name)
+    kept = dict(own, properties={f: own["properties"][f] for f in fields})
+    return Selection(stream, kept, tuple(fields), _full_table_asked(stream, metadata.get((), {})))
+
+
+def _full_table_asked(stream, root):
+    """Whether the catalog's replication-method (Meltano's replication_method) asks to read the stream whole."""
+    method = root.get("replication-method")
+    if method in (None, stream.replication_method):
+        return False
+    if method == "FULL_TABLE":
+        LOGGER.info("%s: the catalog asks for FULL_TABLE; reading it whole from start_date, keeping no bookmark",
+                    stream.name)
+        return True
+    raise InputError(f"The catalog asks for {stream.name} to be replicated {method!r}, but it can only be read "
+                     f"{stream.replication_method}{' or FULL_TABLE' if stream.kind != FULL_TABLE else ''}.")

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from tap_bigcommerce import metrics
-from tap_bigcommerce.config import bookmark_start
+from tap_bigcommerce.config import bookmark_start, date_ranges
 from tap_bigcommerce.scan import ONE_SECOND
 from tap_bigcommerce.streams import FULL_TABLE, INCREMENTAL
-from tap_bigcommerce.errors import InputError
-from tap_bigcommerce.transform import BadDate, format_datetime, parse_datetime
+from tap_bigcommerce.transform import format_datetime, parse_datetime
 
 LOGGER = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 5.0
@@ -77,17 +76,17 @@ class StateKeeper:
     def open(self, run):
         """Write the stream's SCHEMA; returns the ranges to start with (Range keyword arguments)."""
         stream, selection = run.stream, run.selection
-        starts = _RULES[stream.kind].begin(self, run)
+        starts = _rule(run).begin(self, run)
         self.writer.schema(stream.name, selection.schema, [stream.key],
                            [stream.replication_key] if stream.replication_key else None)
-        _RULES[stream.kind].opened(self, run)
+        _rule(run).opened(self, run)
         return starts
 
     def page(self, run, job, data, count, progress):
         """Write one page's records, then the STATE that covers them."""
         self.writer.write(data)
         run.count += count
-        _RULES[run.stream.kind].written(self, run, job, progress)
+        _rule(run).written(self, run, job, progress)
         self.writer.state(self.state)
         if time.monotonic() - run.last_progress >= PROGRESS_EVERY_S:
             run.last_progress = time.monotonic()
@@ -95,7 +94,7 @@ class StateKeeper:
 
     def range_done(self, run):
         """A range finished: it may be what held the bookmark back, or the stream's last."""
-        rule = _RULES[run.stream.kind]
+        rule = _rule(run)
         moved = rule.advance(self, run)
         if all(job.done for job in run.jobs):
             rule.finish(self, run)
@@ -114,7 +113,7 @@ class StateKeeper:
 
     def _report(self, run, what):
         """A progress line and a Singer record_count metric for the records since the last one."""
-        LOGGER.info("%s: %s, bookmark %s", run.stream.name, what, _RULES[run.stream.kind].describe(self, run))
+        LOGGER.info("%s: %s, bookmark %s", run.stream.name, what, _rule(run).describe(self, run))
         metrics.record_count(run.stream.name, run.count - run.counted)
         run.counted = run.count
 
@@ -130,7 +129,7 @@ class _DateBookmark:
             return [{"lower": bookmark_start(keeper.state, run.stream, keeper.config)}]
         LOGGER.info("%s: resuming the %d date ranges an unfinished sync left", run.stream.name, len(entry["ranges"]))
         starts = []
-        for lower, upper in _ranges(run.stream.name, entry["ranges"]):
+        for lower, upper in date_ranges(run.stream.name, entry["ranges"]):
             if starts and lower > starts[-1]["upper"] + ONE_SECOND:
                 # What lies between two ranges was written: a range already done.
                 starts.append({"lower": starts[-1]["upper"] + ONE_SECOND, "upper": lower - ONE_SECOND, "done": True})
@@ -141,11 +140,11 @@ class _DateBookmark:
     def opened(keeper, run):
         pass
 
-    @staticmethod
-    def written(keeper, run, job, progress):
+    @classmethod
+    def written(cls, keeper, run, job, progress):
         if progress is not None:
             job.emitted_max = progress if job.emitted_max is None else max(job.emitted_max, progress)
-        _DateBookmark.advance(keeper, run)
+        cls.advance(keeper, run)
 
     @staticmethod
     def advance(keeper, run):
@@ -174,6 +173,27 @@ class _DateBookmark:
     @staticmethod
     def describe(keeper, run):
         return keeper.state["bookmarks"].get(run.stream.name, {}).get(run.stream.replication_key) or "none yet"
+
+
+class _WholeFromStart(_DateBookmark):
+    """Incremental streams the catalog asks to read whole (replication-method FULL_TABLE): every
+    run reads from start_date, and the stream's bookmark is left as it was."""
+
+    @staticmethod
+    def begin(keeper, run):
+        return [{"lower": keeper.config.start_date}]
+
+    @staticmethod
+    def advance(keeper, run):
+        return False
+
+    @staticmethod
+    def finish(keeper, run):
+        pass
+
+    @staticmethod
+    def describe(keeper, run):
+        return "none (read whole from start_date)"
 
 
 class _TableVersion:
@@ -216,28 +236,6 @@ class _TableVersion:
         return f"id {entry['last_id']}" if "last_id" in entry else "none (full table)"
 
 
-def _ranges(name, ranges):
-    """The "ranges" of a state's bookmark as datetimes, checked: in order, apart, the last open-ended."""
-    problem = f"The state's {name} bookmark has ranges that are not a list of [from, to] date-time pairs in order."
-    if not isinstance(ranges, list):
-        raise InputError(problem)
-    result, previous = [], None
-    for index, pair in enumerate(ranges):
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise InputError(problem)
-        last = index == len(ranges) - 1
-        try:
-            lower = parse_datetime(pair[0])
-            upper = None if last and pair[1] is None else parse_datetime(pair[1])
-        except (BadDate, TypeError, AttributeError):
-            raise InputError(problem) from None
-        if (upper is not None and (last or upper < lower)) or (previous is not None and lower <= previous):
-            raise InputError(problem)
-        result.append((lower, upper))
-        previous = upper
-    return result
-
-
 def _unwritten(jobs, floor):
     """The date ranges at or above `floor` not known to be written: [(lower, upper or None)].
 
@@ -264,3 +262,8 @@ def _unwritten(jobs, floor):
 
 
 _RULES = {INCREMENTAL: _DateBookmark, FULL_TABLE: _TableVersion}
+
+
+def _rule(run):
+    """The bookmark rule of a stream's kind, or of the full read its catalog entry asks for."""
+    return _WholeFromStart if run.selection.full_table and run.stream.kind == INCREMENTAL else _RULES[run.stream.kind]

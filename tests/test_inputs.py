@@ -37,6 +37,23 @@ def test_bad_optional_setting(workdir, key, value):
     _check_one_line(run_tap(workdir, dict(GOOD, **{key: value})), key)
 
 
+@pytest.mark.parametrize("key, value, phrase", [
+    ("user_agent", "ETL \u2013 nightly", "user_agent 'ETL \u2013 nightly' must be printable ASCII on one line"),
+    ("user_agent", "etl\r\nX-Evil: 1", "must be printable ASCII on one line"),
+    ("base_url", "https://api.bigcommerce.com:99999", "has a port that is not a number from 1 to 65535"),
+    ("base_url", "https://api.bigcommerce.com:https", "has a port that is not a number from 1 to 65535"),
+    ("base_url", "https://api big.com", "does not name a valid host"),
+    ("base_url", "https://user:pw@api.bigcommerce.com", "holds a user name or password"),
+    ("base_url", "https://api.bigcommerce.com/stores/abc123/v3/", "holds the store's API path; set base_url to "
+                                                              "https://api.bigcommerce.com and put the store hash"),
+    ("base_url", "https://proxy.example.com/bigcommerce", "must be the API root alone, without a path"),
+])
+def test_bad_setting_is_refused_with_a_sentence(workdir, key, value, phrase):
+    run = run_tap(workdir, dict(GOOD, **{key: value}))
+    _check_one_line(run, phrase)
+    assert "Unexpected error" not in run.stderr
+
+
 def test_bad_store_hash(workdir):
     _check_one_line(run_tap(workdir, dict(GOOD, store_hash="not a hash!")), "store_hash")
 
@@ -73,6 +90,11 @@ def test_state_not_json(workdir):
 
 @pytest.mark.parametrize("state, phrase", [
     ([], "JSON object"),
+    ({"bookmarks": {"orders": {"date_modified": "2024-01-01T00:00:00Z", "ranges": [["2024-02-01T00:00:00Z"]]}}},
+     "orders bookmark has ranges that are not a list"),
+    ({"bookmarks": {"orders": {"date_modified": "2024-01-01T00:00:00Z",
+                               "ranges": [["2024-02-01T00:00:00Z", None], ["2024-01-01T00:00:00Z", None]]}}},
+     "orders bookmark has ranges that are not a list"),
     ({"bookmarks": []}, "bookmarks must be a JSON object"),
     ({"bookmarks": {"orders": "2024-01-01"}}, "bookmark for orders"),
     ({"bookmarks": {"orders": {"date_modified": "last tuesday"}}}, "orders bookmark date_modified"),
@@ -88,6 +110,11 @@ def test_catalog_not_json(workdir):
 
 @pytest.mark.parametrize("catalog, phrase", [
     ({"streams": {}}, '"streams" list'),
+    ({"streams": [{"tap_stream_id": "coupons", "schema": {"properties": {"id": {}}}, "metadata": []}] * 2},
+     "lists the stream coupons more than once"),
+    ({"streams": [{"tap_stream_id": "orders", "schema": {"properties": {"id": {}, "date_modified": {}}},
+                   "metadata": [{"breadcrumb": [], "metadata": {"selected": True, "replication-method": "LOG_BASED"}}]}]},
+     "asks for orders to be replicated 'LOG_BASED', but it can only be read INCREMENTAL or FULL_TABLE"),
     ({"streams": [{"tap_stream_id": "refunds", "schema": {"properties": {}}, "metadata": []}]},
      "stream 'refunds' that this tap does not have"),
     ({"streams": [{"tap_stream_id": "orders", "schema": {"properties": {}}, "metadata": {}}]}, "metadata"),
