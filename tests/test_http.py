@@ -129,12 +129,14 @@ def test_unknown_store_hash_says_so(workdir, sandbox):
     assert "store hash 'nosuchstore' was not found" in run.error_lines[0]
 
 
-def test_store_hash_may_be_a_pasted_api_path(workdir, sandbox):
+def test_store_hash_may_be_a_pasted_api_path_or_control_panel_url(workdir, sandbox):
     store = sandbox(coupons=3, customers=1, orders=1, products=1)
     pasted = f"https://api.bigcommerce.com/stores/{store.config()['store_hash']}/v3/"
-    run = run_tap(workdir, store.config(store_hash=pasted, **FAST))
-    assert run.returncode == 0, run.stderr
-    assert len(run.ids("coupons")) == 3
+    control_panel = f"https://store-{store.config()['store_hash']}.mybigcommerce.com/manage/orders"
+    for value in (pasted, control_panel):
+        run = run_tap(workdir, store.config(store_hash=value, **FAST))
+        assert run.returncode == 0, run.stderr
+        assert len(run.ids("coupons")) == 3
 
 
 def test_token_and_client_id_never_printed(workdir, sandbox):
