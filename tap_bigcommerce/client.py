@@ -78,17 +78,18 @@ class Client:
         self.pacer.stop()
         self.flow.stop()
 
-    def get_page(self, stream, params, handle=None, priority=0):
+    def get_page(self, stream, params, handle=None, priority=0, path=None):
         """Fetch one page of `stream` with these query parameters; returns handle(page) or the page.
 
         Memory stays flat however many workers fetch: one page at a time is decoded, and
         `handle` runs before the next one is (it should leave nothing of the page but bytes to
         write); the Flow keeps only as many requests out as the decoder can keep up with. Of
-        pages waiting to be decoded, the one with the highest `priority` goes first.
+        pages waiting to be decoded, the one with the highest `priority` goes first. `path` reads
+        a list other than the stream's own (a sub-resource of one of its records).
         """
         # Build the query ourselves: ":" stays raw (one report says v3 customers rejects %3A in
         # date values) and "+" in an offset travels as %2B.
-        url = f"{self.store_url}/{stream.api}/{stream.path}?{urlencode(params, safe=':')}"
+        url = f"{self.store_url}/{stream.api}/{path or stream.path}?{urlencode(params, safe=':')}"
         limit = int(params.get("limit", 50))
 
         def page_of(body):
@@ -334,6 +335,6 @@ def _error_detail(content):
         body = body[0]
     if isinstance(body, dict):
         text = body.get("title") or body.get("message")
-        if text:
-            return f": {text}"
+        if isinstance(text, str) and text.strip():
+            return f": {text.strip().rstrip('.')}"
     return ""

@@ -6,14 +6,14 @@ InputError sentence naming the file and the key.
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import orjson
 
 from tap_bigcommerce.discover import load_schema
 from tap_bigcommerce.errors import InputError
-from tap_bigcommerce.streams import FULL_TABLE, STREAMS_BY_NAME
+from tap_bigcommerce.streams import INCREMENTAL, STREAMS_BY_NAME
 from tap_bigcommerce.transform import BadDate, parse_datetime
 from tap_bigcommerce.version import __version__
 
@@ -44,6 +44,12 @@ class Config:
     max_workers: int = 16
     max_retries: int = 5
     retry_base_delay: float = 2.0
+    refund_lookback_days: float = 7.0
+
+    @property
+    def lookback(self):
+        """How far before its bookmark an insert-only stream is read again (refund payments settle later)."""
+        return timedelta(days=self.refund_lookback_days)
 
     @property
     def max_requests(self):
@@ -176,6 +182,7 @@ def parse_config(raw):
         "max_workers": (int, 1, 64),
         "max_retries": (int, 0, 100),
         "retry_base_delay": (float, 0, 600),
+        "refund_lookback_days": (float, 0, 365),
     }
     for key, (kind, low, high) in limits.items():
         if raw.get(key) not in (None, ""):
@@ -270,9 +277,9 @@ def _is_datetime(value):
     return True
 
 
-def bookmark_start(state, stream, config):
-    """Where an incremental stream starts: its bookmark (inclusive), else start_date."""
-    value = state.get("bookmarks", {}).get(stream.name, {}).get(stream.replication_key)
+def bookmark_start(entry, stream, config):
+    """Where an incremental stream starts: its bookmark entry's date (inclusive), else start_date."""
+    value = entry.get(stream.replication_key)
     return parse_datetime(value) if value else config.start_date
 
 
@@ -374,9 +381,9 @@ def _full_table_asked(stream, root):
     method = root.get("replication-method")
     if method in (None, stream.replication_method):
         return False
-    if method == "FULL_TABLE":
+    if method == "FULL_TABLE" and stream.kind == INCREMENTAL:
         LOGGER.info("%s: the catalog asks for FULL_TABLE; reading it whole from start_date, keeping no bookmark",
                     stream.name)
         return True
     raise InputError(f"The catalog asks for {stream.name} to be replicated {method!r}, but it can only be read "
-                     f"{stream.replication_method}{' or FULL_TABLE' if stream.kind != FULL_TABLE else ''}.")
+                     f"{stream.replication_method}{' or FULL_TABLE' if stream.kind == INCREMENTAL else ''}.")

@@ -30,6 +30,8 @@ def stream_metadata(stream, schema):
     }
     if stream.replication_key:
         root["valid-replication-keys"] = [stream.replication_key]
+    if stream.parent:
+        root["parent-tap-stream-id"] = stream.parent
     automatic = {stream.key, stream.replication_key}
     entries = [{"breadcrumb": [], "metadata": root}]
     for field in schema["properties"]:

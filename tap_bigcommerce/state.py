@@ -25,7 +25,7 @@ from typing import Optional
 from tap_bigcommerce import metrics
 from tap_bigcommerce.config import bookmark_start, date_ranges
 from tap_bigcommerce.scan import ONE_SECOND
-from tap_bigcommerce.streams import FULL_TABLE, INCREMENTAL
+from tap_bigcommerce.streams import CREATED, FULL_TABLE, INCREMENTAL
 from tap_bigcommerce.transform import format_datetime, parse_datetime
 
 LOGGER = logging.getLogger(__name__)
@@ -36,8 +36,10 @@ PROGRESS_EVERY_S = 5.0
 class StreamRun:
     """What the main thread knows of one stream while it syncs."""
 
-    selection: object
+    selection: object  # the stream read (a family's parent, even when only its children are selected)
     transform: object
+    emit: bool = True  # whether the stream read is itself written, or only read for its children
+    children: list = field(default_factory=list)  # (selection, transform) of the selected CHILD and PER_PARENT streams
     jobs: list = field(default_factory=list)  # the stream's ranges, in range order
     version: Optional[int] = None
     count: int = 0
@@ -48,6 +50,11 @@ class StreamRun:
     def stream(self):
         """The stream's row."""
         return self.selection.stream
+
+    @property
+    def selections(self):
+        """Every stream written from this run's pages, the one read first when it is written."""
+        return ([self.selection] if self.emit else []) + [selection for selection, _ in self.children]
 
     def watermark(self):
         """The newest date_modified below which every record of this run has been written."""
@@ -63,7 +70,8 @@ class StreamRun:
 class StateKeeper:
     """Writes pages and keeps the state: bookmarks move only after the records they cover."""
 
-    def __init__(self, state, writer, config):
+    def __init__(self, state, writer, config, now):
+        self.now = now
         self.state = state
         self.state.setdefault("bookmarks", {})
         if self.state.pop("currently_syncing", None) is not None:
@@ -75,10 +83,11 @@ class StateKeeper:
 
     def open(self, run):
         """Write the stream's SCHEMA; returns the ranges to start with (Range keyword arguments)."""
-        stream, selection = run.stream, run.selection
         starts = _rule(run).begin(self, run)
-        self.writer.schema(stream.name, selection.schema, [stream.key],
-                           [stream.replication_key] if stream.replication_key else None)
+        for selection in run.selections:
+            stream = selection.stream
+            self.writer.schema(stream.name, selection.schema, [stream.key],
+                               [stream.replication_key] if stream.replication_key else None)
         _rule(run).opened(self, run)
         return starts
 
@@ -108,8 +117,30 @@ class StateKeeper:
         self.writer.state(self.state)
 
     def bookmark(self, run):
-        """The stream's bookmark entry, created if need be."""
-        return self.state["bookmarks"].setdefault(run.stream.name, {})
+        """The bookmark entry the run keeps (its first written stream's), created if need be."""
+        return self.state["bookmarks"].setdefault(run.selections[0].stream.name, {})
+
+    def peek(self, run):
+        """The run's bookmark entry, without creating it."""
+        return self.state["bookmarks"].get(run.selections[0].stream.name, {})
+
+    def share(self, run):
+        """Copy the run's bookmark to every other stream written from its pages (they move together)."""
+        entry = self.bookmark(run)
+        for selection in run.selections[1:]:
+            self.state["bookmarks"][selection.stream.name] = dict(entry)
+
+    def family_entry(self, run):
+        """The bookmark a run starts from: its streams' common one, else the oldest (a stream newly
+        selected beside the others starts them all from its own start)."""
+        bookmarks = self.state["bookmarks"]
+        entries = [bookmarks.get(selection.stream.name, {}) for selection in run.selections]
+        if all(entry == entries[0] for entry in entries):
+            return entries[0]
+        key = run.stream.replication_key
+        dates = [entry.get(key) for entry in entries]
+        LOGGER.info("%s: its streams' bookmarks differ; starting from the oldest", run.stream.name)
+        return {} if None in dates else {key: min(dates, key=parse_datetime)}
 
     def _report(self, run, what):
         """A progress line and a Singer record_count metric for the records since the last one."""
@@ -124,9 +155,9 @@ class _DateBookmark:
     @staticmethod
     def begin(keeper, run):
         """The ranges left by a killed sync, else one range from the bookmark (or start_date)."""
-        entry = keeper.state["bookmarks"].get(run.stream.name, {})
+        entry = keeper.family_entry(run)
         if not entry.get("ranges"):
-            return [{"lower": bookmark_start(keeper.state, run.stream, keeper.config)}]
+            return [{"lower": bookmark_start(entry, run.stream, keeper.config)}]
         LOGGER.info("%s: resuming the %d date ranges an unfinished sync left", run.stream.name, len(entry["ranges"]))
         starts = []
         for lower, upper in date_ranges(run.stream.name, entry["ranges"]):
@@ -164,15 +195,17 @@ class _DateBookmark:
             entry["ranges"] = [[format_datetime(lower), upper and format_datetime(upper)] for lower, upper in left]
         else:
             entry.pop("ranges", None)
+        keeper.share(run)
         return entry != before
 
     @staticmethod
     def finish(keeper, run):
         keeper.bookmark(run).pop("ranges", None)
+        keeper.share(run)
 
     @staticmethod
     def describe(keeper, run):
-        return keeper.state["bookmarks"].get(run.stream.name, {}).get(run.stream.replication_key) or "none yet"
+        return keeper.peek(run).get(run.stream.replication_key) or "none yet"
 
 
 class _WholeFromStart(_DateBookmark):
@@ -194,6 +227,40 @@ class _WholeFromStart(_DateBookmark):
     @staticmethod
     def describe(keeper, run):
         return "none (read whole from start_date)"
+
+
+class _CreatedWindow:
+    """Insert-only streams by creation date (refunds): each run reads from the bookmark less the
+    lookback (what settles after it is created is read again) up to the run's start, which becomes
+    the bookmark once the window is read whole; a killed run reads its window again."""
+
+    @staticmethod
+    def begin(keeper, run):
+        entry = keeper.peek(run)
+        lower = keeper.config.start_date
+        if entry.get(run.stream.replication_key):
+            lower = max(lower, parse_datetime(entry[run.stream.replication_key]) - keeper.config.lookback)
+        return [{"lower": lower, "upper": keeper.now().replace(microsecond=0)}]
+
+    @staticmethod
+    def opened(keeper, run):
+        pass
+
+    @staticmethod
+    def written(keeper, run, job, progress):
+        pass
+
+    @staticmethod
+    def advance(keeper, run):
+        return False
+
+    @staticmethod
+    def finish(keeper, run):
+        keeper.bookmark(run)[run.stream.replication_key] = format_datetime(run.jobs[0].upper)
+
+    @staticmethod
+    def describe(keeper, run):
+        return keeper.peek(run).get(run.stream.replication_key) or "none yet"
 
 
 class _TableVersion:
@@ -261,7 +328,7 @@ def _unwritten(jobs, floor):
     return left
 
 
-_RULES = {INCREMENTAL: _DateBookmark, FULL_TABLE: _TableVersion}
+_RULES = {INCREMENTAL: _DateBookmark, FULL_TABLE: _TableVersion, CREATED: _CreatedWindow}
 
 
 def _rule(run):

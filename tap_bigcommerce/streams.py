@@ -16,6 +16,9 @@ CURSOR = "after"  # v3 customers: ?after=<meta.cursor_pagination.end_cursor>
 # Stream kinds:
 INCREMENTAL = "incremental"  # date_modified ranges in keyset order; bookmark: the newest date written
 FULL_TABLE = "full_table"  # the whole table in id order, every sync; a table version per read
+CHILD = "child"  # records inside each record of the parent's pages; no request, the parent's bookmark
+PER_PARENT = "per_parent"  # a sub-resource fetched for each parent record that has some; the parent's bookmark
+CREATED = "created"  # insert-only records by creation date, page by page, re-reading a lookback window
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class DateFilter:
 V3_MODIFIED = DateFilter("date_modified:min", "date_modified:max", "%Y-%m-%dT%H:%M:%SZ")
 # The v2 docs take ISO 8601 with an offset; the "+" travels as %2B.
 V2_MODIFIED = DateFilter("min_date_modified", "max_date_modified", "%Y-%m-%dT%H:%M:%S+00:00")
+# Refunds take RFC 3339 on created (documented inclusive; widened like every bound all the same).
+V3_CREATED = DateFilter("created:min", "created:max", "%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,13 @@ class Stream:
     sort_by_id: Tuple[Tuple[str, str], ...] = ()
     id_keyset: str = MIN_ID
     include: str = ""  # include= sub-resources that cost no extra request
+    params: Tuple[Tuple[str, str], ...] = ()  # other query parameters every request carries
+    parent: Optional[str] = None  # CHILD, PER_PARENT: the stream whose records they come with
+    take: Optional[str] = None  # CHILD: the function of children.py that takes them from a parent record
+    when_nonzero: Optional[str] = None  # PER_PARENT: fetched only for parents where this field is not 0
+    # Embedded line items are checked against the record's items_total and, where they fall
+    # short, fetched whole from this path ({id}: the record's id).
+    lines_path: Optional[str] = None
     # Fields the API sends as a string or a number; emitted as strings so a warehouse gets one
     # column type (a string/number union becomes a float column that rejects "ch_123").
     text_fields: Tuple[str, ...] = ()
@@ -57,7 +69,12 @@ class Stream:
     @property
     def replication_method(self):
         """The Singer replication method its kind amounts to."""
-        return "INCREMENTAL" if self.kind == INCREMENTAL else "FULL_TABLE"
+        return "FULL_TABLE" if self.kind == FULL_TABLE else "INCREMENTAL"
+
+    @property
+    def family(self):
+        """The stream whose pages it is read with: its parent, or itself."""
+        return self.parent or self.name
 
 
 STREAMS = (
@@ -79,7 +96,26 @@ STREAMS = (
         kind=INCREMENTAL, replication_key="date_modified", date_filter=V2_MODIFIED,
         sort_by_modified=(("sort", "date_modified:asc"),),
         sort_by_id=(("sort", "id:asc"),), id_keyset=MIN_ID,
+        # Line items, consignments and fees come inside each order at no extra request; without
+        # consignment_structure=object the API answers a legacy shape it has said it will remove.
+        include="consignments.line_items,fees", params=(("consignment_structure", "object"),),
+        lines_path="orders/{id}/products",
         text_fields=("payment_provider_id",),
+    ),
+    Stream(
+        "order_line_items", api="v2", path="orders", scope="Orders",
+        kind=CHILD, parent="orders", replication_key="date_modified", take="line_items",
+    ),
+    Stream(
+        "order_shipping_addresses", api="v2", path="orders", scope="Orders",
+        kind=CHILD, parent="orders", replication_key="date_modified", take="shipping_consignments",
+        text_fields=("base_cost", "cost_ex_tax", "cost_inc_tax", "cost_tax", "base_handling_cost",
+                     "handling_cost_ex_tax", "handling_cost_inc_tax", "handling_cost_tax"),
+    ),
+    Stream(
+        "order_coupons", api="v2", path="orders/{id}/coupons", scope="Orders",
+        kind=PER_PARENT, parent="orders", replication_key="date_modified", when_nonzero="coupon_discount",
+        text_fields=("amount",),
     ),
     Stream(
         "products", api="v3", path="catalog/products", scope="Products",
@@ -88,6 +124,12 @@ STREAMS = (
         sort_by_id=(("sort", "id"), ("direction", "asc")), id_keyset=ID_GREATER,
         # options and modifiers are left out: asking for them caps a page at 10 products.
         include="variants,images,custom_fields,bulk_pricing_rules,primary_image,videos",
+    ),
+    Stream(
+        "refunds", api="v3", path="orders/payment_actions/refunds", scope="Orders",
+        # No sort, no id range, no documented paging data: pages in id order (documented), created
+        # bounded by the sync's start, a lookback re-read for payments that settle later.
+        kind=CREATED, replication_key="created", date_filter=V3_CREATED,
     ),
 )
 

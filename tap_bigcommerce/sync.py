@@ -20,11 +20,13 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from tap_bigcommerce import metrics, scan
+from tap_bigcommerce import children, metrics, scan
+from tap_bigcommerce.config import Selection
+from tap_bigcommerce.discover import load_schema
 from tap_bigcommerce.errors import Stopped
 from tap_bigcommerce.scheduler import UNKNOWN_PAGES, Job, Scheduler
 from tap_bigcommerce.state import StateKeeper, StreamRun
-from tap_bigcommerce.streams import FULL_TABLE, INCREMENTAL
+from tap_bigcommerce.streams import CHILD, CREATED, FULL_TABLE, INCREMENTAL, STREAMS_BY_NAME
 from tap_bigcommerce.transform import compile_transform, format_datetime
 
 LOGGER = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt() parameters
 UNWRITTEN_PAGES = 2  # while this many encoded pages wait for the main thread, workers send no request
 GC_THRESHOLDS = (100_000, 50, 100)  # Python's default is (700, 10, 10)
 STOP_WAIT_S = 1.0  # on an error or a signal, how long worker threads get to finish (they are daemons)
-SCANS = {INCREMENTAL: scan.modified_range, FULL_TABLE: scan.whole_table}  # how each stream kind is read
+# How each kind of stream is read; CHILD and PER_PARENT streams come with their parent's pages.
+SCANS = {INCREMENTAL: scan.modified_range, FULL_TABLE: scan.whole_table, CREATED: scan.created_window}
 
 
 class Syncer:
@@ -42,8 +45,11 @@ class Syncer:
         self.client = client
         self.config = config
         self.writer = writer
-        self.keeper = StateKeeper(state, writer, config)
         self.now = clock or (lambda: datetime.now(timezone.utc))
+        self.keeper = StateKeeper(state, writer, config, self.now)
+        self._later = threading.local()  # a worker's page in the making: see fetch()
+        self._lines_fetched = 0  # orders whose embedded line items fell short
+        self._count_lock = threading.Lock()
         self._queue = queue.Queue()  # bounded by UNWRITTEN_PAGES: other messages are small
         self._unwritten = 0
         self._written = threading.Condition()
@@ -61,9 +67,7 @@ class Syncer:
 
     def run(self, selections):
         """Sync every selection; returns when all are written or raises the first error."""
-        for selection in selections:
-            stream = selection.stream
-            self._runs.append(StreamRun(selection, compile_transform(stream, selection.schema, selection.fields)))
+        self._runs.extend(stream_runs(selections))
         if not self._runs:
             LOGGER.warning("No stream is selected in the catalog; nothing to sync.")
         _tune_malloc()
@@ -96,6 +100,9 @@ class Syncer:
             # Frozen objects stay frozen: handed back to the collector, they made the final
             # collection at exit take 0.1 s after a large sync.
             gc.set_threshold(*thresholds)
+        if self._lines_fetched:
+            LOGGER.info("orders: %d orders had more line items than their consignments embedded; "
+                        "read them whole from /orders/{id}/products", self._lines_fetched)
         self.keeper.close()
 
     def _handle(self, message):
@@ -169,20 +176,107 @@ class Syncer:
         if self._stop.is_set():
             raise Stopped()
         stream = job.run.stream
-        params = dict(params, limit=self.config.page_size)
+        params = dict(params, limit=self.config.page_size, **dict(stream.params))
         if stream.include:
             params["include"] = stream.include
         priority = UNKNOWN_PAGES if by_id else self.scheduler.priority(job)
-        return self.client.get_page(stream, params, read, priority)
+        # encode() notes here what the page still needs: it runs while the page is decoded, and
+        # no other request may wait on that.
+        self._later.orders, self._later.fetch = [], []
+        got = self.client.get_page(stream, params, read, priority)
+        if self._later.orders or self._later.fetch:
+            got.data += self._follow_up(job)
+        return got
 
     def encode(self, job, records):
-        """The page's records, transformed and encoded as RECORD lines."""
+        """The page's records and what is taken from them, transformed and encoded as RECORD lines.
+
+        Orders whose embedded line items fall short wait for fetch() to read their lines whole.
+        """
         run = job.run
-        data = self.writer.record_lines(run.stream.name, [run.transform(record) for record in records],
-                                        format_datetime(self.now()), run.version)
+        if run.stream.lines_path:
+            whole = [children.lines_whole(record) for record in records]
+            self._later.orders = [record for record, ok in zip(records, whole) if not ok]
+            if self._later.orders:
+                records = [record for record, ok in zip(records, whole) if ok]
+        data = self._lines(run, records)
         with self._written:
             self._unwritten += 1
         return data
+
+    def _lines(self, run, records):
+        """RECORD lines for records of the stream read and of its children; notes the sub-resources to fetch."""
+        now = format_datetime(self.now())
+        parts = []
+        for selection, transform in run.children:
+            child = selection.stream
+            if child.kind == CHILD:
+                taken = [transform(row) for record in records for row in children.TAKE[child.take](record)]
+                parts.append(self.writer.record_lines(child.name, taken, now))
+            else:
+                self._later.fetch.extend((selection, transform, record.get("id"), record.get("date_modified"))
+                                         for record in records if _nonzero(record.get(child.when_nonzero)))
+        if run.emit:
+            parts.append(self.writer.record_lines(run.stream.name, [run.transform(r) for r in records], now,
+                                                  run.version))
+        return b"".join(parts)
+
+    def _follow_up(self, job):
+        """Finish a page: read whole the line items of orders whose embedded ones fell short, then
+        the sub-resources of its records (all through the same rate-limit budget); their lines."""
+        run, later = job.run, self._later
+        orders, later.orders = later.orders, []
+        for order in orders:
+            children.place(order, self._read_all(run.stream, run.stream.lines_path.format(id=order.get("id"))))
+        if orders:
+            with self._count_lock:
+                self._lines_fetched += len(orders)
+        parts = [self._lines(run, orders)]
+        fetches, later.fetch = later.fetch, []
+        now = format_datetime(self.now())
+        for selection, transform, parent_id, moment in fetches:
+            child = selection.stream
+            rows = self._read_all(child, child.path.format(id=parent_id))
+            parts.append(self.writer.record_lines(child.name, [transform(dict(row, date_modified=moment))
+                                                               for row in rows], now))
+        return b"".join(parts)
+
+    def _read_all(self, stream, path):
+        """Every record of a small paged list (a sub-resource of one record), page by page."""
+        records, page = [], 1
+        while True:
+            got = self.client.get_page(stream, {"page": page, "limit": self.config.page_size}, path=path)
+            records.extend(got.records)
+            if not got.has_more:
+                return records
+            page += 1
+
+
+def stream_runs(selections):
+    """One StreamRun per stream read. A parent's run carries its selected children; a child
+    selected without its parent has the parent read whole and not written."""
+    families = {}
+    for selection in selections:
+        families.setdefault(selection.stream.family, []).append(selection)
+    runs = []
+    for family, members in families.items():
+        head = next((member for member in members if member.stream.name == family), None)
+        emit = head is not None
+        if head is None:
+            schema = load_schema(STREAMS_BY_NAME[family])
+            head = Selection(STREAMS_BY_NAME[family], schema, tuple(schema["properties"]))
+        kids = [(member, compile_transform(member.stream, member.schema, member.fields))
+                for member in members if member is not head]
+        runs.append(StreamRun(head, compile_transform(head.stream, head.schema, head.fields), emit, kids))
+    return runs
+
+
+def _nonzero(value):
+    """Whether an amount (a number, or text such as "5.0000") is not zero; unreadable counts as not."""
+    try:
+        return float(value) != 0
+    except (TypeError, ValueError):
+        return value not in (None, "")
 
 
 class _Pool:

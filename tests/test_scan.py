@@ -35,7 +35,8 @@ def _sync(page_size=4, state=None):
 
 
 def _order(order_id, second):
-    return {"id": order_id, "date_modified": rfc2822(START + timedelta(seconds=second))}
+    return {"id": order_id, "date_modified": rfc2822(START + timedelta(seconds=second)), "items_total": 0,
+            "consignments": {"pickups": [], "shipping": [], "downloads": [], "email": {"gift_certificates": []}}}
 
 
 def _params(call):
