@@ -6,28 +6,31 @@ from tap_harness import run_tap
 CONFIG = {"client_id": "cid", "access_token": "tok", "store_hash": "abc123", "start_date": "2024-01-01"}
 
 
-def test_discover_lists_four_streams_with_standard_metadata(workdir):
+def test_discover_lists_every_stream_with_standard_metadata(workdir):
     run = run_tap(workdir, CONFIG, "--discover")
     assert run.returncode == 0, run.stderr
     catalog = json.loads(run.stdout)
     entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
-    assert sorted(entries) == ["coupons", "customers", "orders", "products"]
+    assert sorted(entries) == ["coupons", "customers", "order_coupons", "order_line_items",
+                               "order_shipping_addresses", "orders", "products", "refunds"]
+    replication_keys = {"coupons": None, "refunds": "created"}
     for name, entry in entries.items():
         root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
         assert root["table-key-properties"] == ["id"]
         assert root["selected"] is True and root["selected-by-default"] is True
+        assert root.get("parent-tap-stream-id") == ("orders" if name.startswith("order_") else None), name
         fields = {tuple(m["breadcrumb"]): m["metadata"] for m in entry["metadata"] if m["breadcrumb"]}
         assert set(fields) == {("properties", f) for f in entry["schema"]["properties"]}
         assert fields[("properties", "id")]["inclusion"] == "automatic"
-        if name == "coupons":
+        key = replication_keys.get(name, "date_modified")
+        if key is None:
             assert root["forced-replication-method"] == "FULL_TABLE"
             assert "valid-replication-keys" not in root
             assert "date_modified" not in entry["schema"]["properties"]
         else:
             assert root["forced-replication-method"] == "INCREMENTAL"
-            assert root["valid-replication-keys"] == ["date_modified"]
-            assert fields[("properties", "date_modified")]["inclusion"] == "automatic"
-            assert fields[("properties", "date_created")]["inclusion"] == "available"
+            assert root["valid-replication-keys"] == [key]
+            assert fields[("properties", key)]["inclusion"] == "automatic"
 
 
 def test_every_date_field_is_declared_date_time_and_money_keeps_digits(workdir):
