@@ -44,7 +44,7 @@ PAGE = 250
 RECORD_MARKERS = (b'"type":"RECORD"', b'"type": "RECORD"')  # this tap (orjson), 1.1.3 (simplejson)
 NO_QUOTA = 10**9
 ONE_SECOND = timedelta(seconds=1)
-STREAM_NAMES = ("coupons", "customers", "orders", "products")
+STREAM_NAMES = ("coupons", "customers", "orders", "products")  # the scenarios that compare rounds
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,8 @@ def rate_bound(sizes, workdir, workers, timeout_s):
     with sandbox_process(workdir, "rate", latency_ms=sizes.latency_ms, quota=sizes.quota,
                          window_ms=sizes.window_ms, **sizes.store) as (config, log_path):
         config = write_json(workdir, f"rate-config-{workers}.json", dict(config, max_workers=workers))
-        run = run_child([TAP, "--config", config], timeout_s, workdir, f"rate-{workers}").check(
+        catalog = our_catalog(workdir, config, STREAM_NAMES)
+        run = run_child([TAP, "--config", config, "--catalog", catalog], timeout_s, workdir, f"rate-{workers}").check(
             f"rate-bound, max_workers={workers}", total)
         log = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
     n = pages_needed(sizes.store)
@@ -288,7 +289,9 @@ def cpu_bound(sizes, workdir, with_old, timeout_s):
         total = sum(sizes.store.values())
         startup = {"this tap": run_child([TAP, "--config", config_path, "--discover"], timeout_s, workdir,
                                          "startup").check("this tap --discover").cpu_s}
-        run = run_child([TAP, "--config", config_path], timeout_s, workdir, "cpu-all").check("cpu all", total)
+        catalog = our_catalog(workdir, config_path, STREAM_NAMES)
+        run = run_child([TAP, "--config", config_path, "--catalog", catalog], timeout_s, workdir,
+                        "cpu-all").check("cpu all", total)
         rows.append(("this tap", "all four streams", total, run))
         for stream in ("products", "coupons", "orders"):
             catalog = our_catalog(workdir, config_path, [stream])
@@ -443,7 +446,9 @@ def profile(sizes, workdir, timeout_s):
     opts = SandboxOptions(seed=1, quota=NO_QUOTA, window_ms=1000, **sizes.store)
     with Sandbox(opts) as sandbox:
         config = write_json(workdir, "profile-config.json", sandbox.config())
-        run = run_child([TAP_PYTHON, Path(__file__).resolve(), "--profile-child", out, "--config", config],
+        catalog = our_catalog(workdir, config, STREAM_NAMES)
+        run = run_child([TAP_PYTHON, Path(__file__).resolve(), "--profile-child", out, "--config", config,
+                         "--catalog", catalog],
                         timeout_s, workdir, "profile").check("profile", sum(sizes.store.values()))
     stats = pstats.Stats(str(out))
     totals, whole, top = categorise(stats)
