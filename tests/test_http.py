@@ -1,4 +1,5 @@
 """The HTTP client: retries, 429 pacing, clear errors, and secrets kept out of every line."""
+import json
 import re
 import socket
 import subprocess
@@ -368,3 +369,30 @@ def test_the_redaction_filter_survives_singer_python_being_imported():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=60)
     assert "WARNING token <redacted> here" in done.stderr, done.stderr
     assert "ValueError: <redacted>" in done.stderr and "tok-SECRET-4242" not in done.stderr
+
+
+def _only(workdir, config, name):
+    catalog = json.loads(run_tap(workdir, config, "--discover").stdout)
+    for entry in catalog["streams"]:
+        entry["metadata"][0]["metadata"]["selected"] = entry["stream"] == name
+    return catalog
+
+
+def test_a_full_page_without_meta_reads_on_against_the_sandbox(workdir, sandbox):
+    store = sandbox(coupons=1, customers=1, orders=1, products=120, faults_at={1: "no-meta", 2: "no-meta"})
+    config = store.config(max_workers=1, page_size=50, **FAST)
+    run = run_tap(workdir, config, catalog=_only(workdir, config, "products"))
+    assert run.returncode == 0, run.stderr
+    assert sorted(run.ids("products")) == sorted(ids_by_stream(store)["products"])
+
+
+@pytest.mark.parametrize("fault, phrase", [
+    ("html", "the store sent a 200 with an HTML page instead of JSON"),
+    ("null-date", "orders: the store returned record 3 with date_modified None, which is not a date-time"),
+])
+def test_odd_answers_from_the_sandbox_stop_with_one_sentence(workdir, sandbox, fault, phrase):
+    store = sandbox(coupons=1, customers=1, orders=30, products=1, faults_at={1: fault})
+    config = store.config(max_workers=1, max_retries=0, **FAST)
+    run = run_tap(workdir, config, catalog=_only(workdir, config, "orders"))
+    assert run.returncode == 1 and len(run.error_lines) == 1, run.stderr
+    assert phrase in run.error_lines[0] and "Traceback" not in run.stderr

@@ -1,11 +1,17 @@
 """Sync against the sandbox store: every record present at the start is emitted, once where possible."""
 import json
 import re
+
+import pytest
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
 
 from tap_harness import FAST, STREAM_NAMES, grouped, ids_by_stream, run_tap, start_tap
 from tap_bigcommerce.sandbox import Change
+
+# The lossless tests run against inclusive date bounds (the filtering guide's >= and <=) and
+# exclusive ones (the customers reference's "after" and "before"): the tap must lose nothing either way.
+BOUNDS = pytest.mark.parametrize("bounds", [(), "all"], ids=["inclusive", "exclusive"])
 
 
 def _catalog(workdir, config):
@@ -96,11 +102,12 @@ def test_field_selection_emits_only_selected_and_automatic_fields(workdir, sandb
     assert len(run.records("orders")) == 20
 
 
-def test_record_edited_mid_sync_is_not_lost(workdir, sandbox):
+@BOUNDS
+def test_record_edited_mid_sync_is_not_lost(workdir, sandbox, bounds):
     # Edit the first records after page one was read: page-number paging would now skip the
     # first records of page two (the sandbox's own test shows it does). Also edit records that
     # have not been read yet, which move past the end of the scan.
-    store = sandbox(coupons=1, customers=600, orders=800, products=600)
+    store = sandbox(exclusive_bounds=bounds, coupons=1, customers=600, orders=800, products=600)
     present = ids_by_stream(store)
     later = sorted(present["orders"])[-5:]
     store.schedule(Change(after_request=1, stream="orders", edit=40, edit_ids=None))
@@ -113,8 +120,9 @@ def test_record_edited_mid_sync_is_not_lost(workdir, sandbox):
         assert present[name] <= set(run.ids(name)), name
 
 
-def test_records_created_and_deleted_mid_sync(workdir, sandbox):
-    store = sandbox(coupons=600, customers=1, orders=800, products=1)
+@BOUNDS
+def test_records_created_and_deleted_mid_sync(workdir, sandbox, bounds):
+    store = sandbox(exclusive_bounds=bounds, coupons=600, customers=1, orders=800, products=1)
     present = ids_by_stream(store)
     store.schedule(Change(after_request=2, stream="orders", delete=30, create=10))
     store.schedule(Change(after_request=3, stream="coupons", delete=20, create=5))
@@ -125,8 +133,9 @@ def test_records_created_and_deleted_mid_sync(workdir, sandbox):
         assert still_there <= set(run.ids(name)), name
 
 
-def test_700_records_sharing_one_date_modified_are_all_emitted(workdir, sandbox):
-    store = sandbox(coupons=1, customers=300, orders=300, products=300,
+@BOUNDS
+def test_700_records_sharing_one_date_modified_are_all_emitted(workdir, sandbox, bounds):
+    store = sandbox(exclusive_bounds=bounds, coupons=1, customers=300, orders=300, products=300,
                     same_second={"orders": 700, "customers": 700, "products": 700})
     run = run_tap(workdir, store.config(max_workers=2, **FAST))
     assert run.returncode == 0, run.stderr
@@ -136,8 +145,9 @@ def test_700_records_sharing_one_date_modified_are_all_emitted(workdir, sandbox)
         assert len(ids) == len(set(ids)), f"{name} emitted duplicates"
 
 
-def test_second_run_from_final_state_emits_only_records_at_or_after_the_bookmark(workdir, sandbox):
-    store = sandbox(coupons=3, customers=200, orders=300, products=200)
+@BOUNDS
+def test_second_run_from_final_state_emits_only_records_at_or_after_the_bookmark(workdir, sandbox, bounds):
+    store = sandbox(exclusive_bounds=bounds, coupons=3, customers=200, orders=300, products=200)
     first = run_tap(workdir, store.config(**FAST))
     state = first.last_state
     store.edit("orders", count=3)
@@ -152,8 +162,9 @@ def test_second_run_from_final_state_emits_only_records_at_or_after_the_bookmark
     assert len(second.records("customers")) >= 2
 
 
-def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox):
-    store = sandbox(coupons=900, customers=900, orders=3000, products=900, latency_ms=30)
+@BOUNDS
+def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox, bounds):
+    store = sandbox(exclusive_bounds=bounds, coupons=900, customers=900, orders=3000, products=900, latency_ms=30)
     present = ids_by_stream(store)
     config = store.config(max_workers=4, page_size=50, **FAST)
     process = start_tap(workdir, config)
@@ -208,11 +219,12 @@ def test_last_pages_put_aside_under_a_small_quota_are_all_read_once(workdir, san
         assert run.last_state["bookmarks"][name]["date_modified"] == newest, name
 
 
-def test_many_splits_emit_every_record_exactly_once(workdir, sandbox):
+@BOUNDS
+def test_many_splits_emit_every_record_exactly_once(workdir, sandbox, bounds):
     # Small pages and a little latency keep sixteen workers busy, so ranges are split again and
     # again while their pages are in flight: no record may come out twice, or not at all, and
     # the bookmark must reach the newest record even when an early range finishes last.
-    store = sandbox(coupons=100, customers=1200, orders=3000, products=1200, latency_ms=15, quota=10**6)
+    store = sandbox(exclusive_bounds=bounds, coupons=100, customers=1200, orders=3000, products=1200, latency_ms=15, quota=10**6)
     run = run_tap(workdir, store.config(max_workers=16, page_size=20, **FAST))
     assert run.returncode == 0, run.stderr
     for name, ids in ids_by_stream(store).items():

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="force a fault on data request N (repeatable)")
     add("--same-second", type=_same_second, action="append", default=[], metavar="STREAM=N",
         help="add N records of STREAM sharing one date_modified second (repeatable)")
+    add("--exclusive-bounds", action="append", default=[], metavar="STREAM",
+        help="make STREAM's date bounds strict (> and <) rather than inclusive; 'all' for every stream")
+    add("--redirect-to", default="http://127.0.0.1:9", help="where the 'redirect' fault points")
     add("--prewarm", action="store_true",
         help="encode every record at start, with the include= lists tap-bigcommerce sends (for benchmarks)")
     add("--lenient", action="store_true", help="ignore unknown query parameters instead of rejecting them")
@@ -70,7 +73,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         fault_seed=args.fault_seed, faults_at=dict(args.fault_at), same_second=dict(args.same_second),
         store_hash=args.store_hash, token=args.token, strict=not args.lenient, host=args.host,
-        port=args.port, log_path=args.log)
+        port=args.port, log_path=args.log, redirect_to=args.redirect_to,
+        exclusive_bounds="all" if "all" in args.exclusive_bounds else tuple(args.exclusive_bounds))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

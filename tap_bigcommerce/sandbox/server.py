@@ -20,6 +20,14 @@ It follows `shared/bigcommerce-api.md`. Where the facts sheet is silent, these a
 - Order sub-resources of an order that does not exist get 404; an empty list gets 204.
 - A dropped request is logged with status None.
 - Deletes happen before edits in one Change, so one Change never edits a record it deletes.
+- Date bounds are inclusive (`>=`, `<=`), as the general filtering guide says. For the streams in
+  `exclusive_bounds` (or "all") every date bound is strict (`>`, `<`), as the customers reference
+  ("modified after", "before") may be read: the tap must lose nothing either way.
+- Faults beyond status codes and broken connections: "html" answers 200 with an HTML login page
+  (a proxy or captive portal); "no-meta" answers a v3 list without its `meta`; "null-date" sets
+  the first record's date_modified to null; "stall" holds the request unanswered (up to a minute,
+  or until the sandbox stops) and then drops it; "redirect" answers 302 to `redirect_to` plus the
+  same path and query (the API itself never redirects).
 """
 from __future__ import annotations
 
@@ -39,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable, Optional, Sequence
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import orjson
 
@@ -50,7 +58,10 @@ ALL_SCOPES = ("store_v2_marketing_read_only", "store_v2_orders_read_only",
 SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_orders_read_only",
             "customers": "store_v2_customers_read_only", "products": "store_v2_products_read_only"}
 ERROR_TYPE = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
-FAULTS = ("500", "502", "503", "504", "drop", "truncate", "429", "429-bare")
+FAULTS = ("500", "502", "503", "504", "drop", "truncate", "429", "429-bare",
+          "html", "no-meta", "null-date", "stall", "redirect")
+STALL_S = 60.0
+LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>Sign in</form></body></html>"
 MAX_LIMIT = 250
 CUSTOMER_INCLUDES = {"addresses", "storecredit", "attributes", "formfields", "shopper_profile_id", "segment_ids"}
 PRODUCT_INCLUDES = {"bulk_pricing_rules", "channels", "custom_fields", "images", "modifiers", "options",
@@ -98,6 +109,8 @@ class SandboxOptions:
     port: int = 0
     log_path: Optional[str] = None
     data_end: Optional[dt.datetime] = None
+    exclusive_bounds: object = ()  # stream names whose date bounds are strict, or "all"
+    redirect_to: str = "http://127.0.0.1:9"  # where the "redirect" fault points
 
 
 class ApiError(Exception):
@@ -315,6 +328,17 @@ def select(data: StreamData, flt: Filter, sort: str = "id", descending: bool = F
     return (rec for rec in map(by_id.__getitem__, order) if flt(rec))
 
 
+def _spoil(body: bytes, fault: str) -> bytes:
+    """A list answer without its v3 meta ("no-meta"), or with its first date_modified null ("null-date")."""
+    parsed = orjson.loads(body)
+    records = parsed.get("data") if isinstance(parsed, dict) else parsed
+    if fault == "no-meta" and isinstance(parsed, dict):
+        parsed.pop("meta", None)
+    if fault == "null-date" and records:
+        records[0]["date_modified"] = None
+    return orjson.dumps(parsed)
+
+
 def page_of(records: Iterable[Record], page: int, limit: int) -> list:
     """The records on one page of a page-number listing."""
     start = (page - 1) * limit
@@ -400,6 +424,8 @@ class Sandbox:
         for stream in opts.same_second:
             if stream not in STREAMS:
                 raise ValueError(f"same_second: unknown stream {stream!r}")
+        if opts.exclusive_bounds != "all" and set(opts.exclusive_bounds) - set(STREAMS):
+            raise ValueError(f"exclusive_bounds: unknown streams {sorted(set(opts.exclusive_bounds) - set(STREAMS))}")
         self.store = StoreData(StoreSpec(
             seed=opts.seed,
             counts={"coupons": opts.coupons, "customers": opts.customers,
@@ -420,6 +446,7 @@ class Sandbox:
         self._log_file = None
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
+        self._stopping = threading.Event()  # ends stalled requests
         self.base_url = ""
 
     # ----- lifecycle -----
@@ -442,6 +469,7 @@ class Sandbox:
         """Stop listening and close every open connection."""
         if self._server is None:
             return
+        self._stopping.set()
         self._server.shutdown()
         with self._server.connections_lock:
             for conn in list(self._server.connections):
@@ -620,11 +648,21 @@ class Sandbox:
             return Reply(429, b"", {}, fault, number)
         if fault == "drop":
             return Reply(0, b"", {}, fault, number)
+        if fault == "stall":
+            self._stopping.wait(STALL_S)
+            return Reply(0, b"", {}, fault, number)
+        if fault == "html":
+            return Reply(200, LOGIN_PAGE, dict(rate, **{"Content-Type": "text/html; charset=utf-8"}), fault, number)
+        if fault == "redirect":
+            where = f"{self.options.redirect_to.rstrip('/')}{path}?{urlencode(pairs)}"
+            return Reply(302, b"", dict(rate, Location=where), fault, number)
         try:
             with self.lock:
                 status, body = serve(pairs)
         except ApiError as err:
             return Reply(err.status, error_body(version, err.status, err.message, err.errors), rate, None, number)
+        if fault in ("no-meta", "null-date") and status == 200:
+            body = _spoil(body, fault)
         return Reply(status, body, rate, fault, number)
 
     def _endpoint(self, version: str, rest: str):
@@ -649,6 +687,16 @@ class Sandbox:
         if rest == "/catalog/products":
             return "products", self._products, True
         return None
+
+    def _bounds(self, stream: str, query: "Query", low: str, high: str, **kwargs) -> tuple:
+        """A date range's bounds as inclusive datetimes; strict bounds move in by a second (the
+        sandbox's dates are whole seconds, so `> t` is `>= t + 1 s`)."""
+        lo, hi = query.date(low, **kwargs), query.date(high, **kwargs)
+        strict = self.options.exclusive_bounds
+        if strict == "all" or stream in strict:
+            lo = lo and lo + dt.timedelta(seconds=1)
+            hi = hi and hi - dt.timedelta(seconds=1)
+        return lo, hi
 
     def _draw_fault(self, number: int) -> Optional[str]:
         """The fault for data request `number`: drawn in arrival order, overridden by faults_at."""
@@ -677,9 +725,10 @@ class Sandbox:
         """GET /v2/orders and /v2/orders/count."""
         names = {"min_id", "max_id", *V2_DATE_FILTERS} | (set() if count else {"page", "limit", "sort"})
         query = Query(pairs, "v2", names, self.options.strict)
+        modified = self._bounds("orders", query, "min_date_modified", "max_date_modified")
+        created = self._bounds("orders", query, "min_date_created", "max_date_created")
         flt = Filter(id_min=query.integer("min_id"), id_max=query.integer("max_id"),
-                     mod_min=query.date("min_date_modified"), mod_max=query.date("max_date_modified"),
-                     created_min=query.date("min_date_created"), created_max=query.date("max_date_created"))
+                     mod_min=modified[0], mod_max=modified[1], created_min=created[0], created_max=created[1])
         data = self.store.streams["orders"]
         if count:
             return 200, orjson.dumps({"count": sum(1 for _ in select(data, flt))})
@@ -743,10 +792,10 @@ class Sandbox:
         query = Query(pairs, "v3", names, self.options.strict)
         page, limit = query.page_limit()
         include = query.include(CUSTOMER_INCLUDES)
-        dates = {key: query.date(key, allow_epoch=True) for key in V3_CUSTOMER_DATES}
-        flt = Filter(id_in=query.id_list("id:in"), mod_min=dates["date_modified:min"],
-                     mod_max=dates["date_modified:max"], created_min=dates["date_created:min"],
-                     created_max=dates["date_created:max"])
+        modified = self._bounds("customers", query, "date_modified:min", "date_modified:max", allow_epoch=True)
+        created = self._bounds("customers", query, "date_created:min", "date_created:max", allow_epoch=True)
+        flt = Filter(id_in=query.id_list("id:in"), mod_min=modified[0], mod_max=modified[1],
+                     created_min=created[0], created_max=created[1])
         data = self.store.streams["customers"]
         after, before = query.get("after"), query.get("before")
         if after is not None or before is not None:
@@ -820,9 +869,10 @@ class Sandbox:
         id_min = query.integer("id:min")
         if greater is not None:
             id_min = max(greater + 1, id_min if id_min is not None else greater + 1)
+        modified = self._bounds("products", query, "date_modified:min", "date_modified:max", date_only="now",
+                                allow_epoch=True)
         flt = Filter(id_min=id_min, id_max=query.integer("id:max"), id_in=query.id_list("id:in"),
-                     mod_min=query.date("date_modified:min", date_only="now", allow_epoch=True),
-                     mod_max=query.date("date_modified:max", date_only="now", allow_epoch=True))
+                     mod_min=modified[0], mod_max=modified[1])
         sort_name = query.get("sort") or "id"
         direction = query.get("direction") or "asc"
         keys = {"id": None, "date_modified": None, "name": lambda r: r.attrs[0], "sku": lambda r: r.attrs[1],
@@ -856,7 +906,7 @@ class Sandbox:
             for name, value in reply.headers.items():
                 handler.send_header(name, value)
             if reply.status != 204:
-                if body:
+                if body and "Content-Type" not in reply.headers:
                     handler.send_header("Content-Type", "application/json")
                 handler.send_header("Content-Length", str(len(body)))
             if close:

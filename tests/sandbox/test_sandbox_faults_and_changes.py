@@ -198,3 +198,57 @@ def test_config_points_the_tap_at_the_sandbox(make_store):
     assert sandbox.config() == {"client_id": "sandbox-client", "access_token": "tok", "store_hash": "abc123",
                                 "start_date": "2020-01-01T00:00:00Z", "base_url": sandbox.base_url}
     assert sandbox.config(start_date="2024-01-01T00:00:00Z", page_size=10)["page_size"] == 10
+
+
+def test_html_no_meta_null_date_and_redirect_faults(make_store):
+    sandbox, client = make_store(faults_at={1: "html", 2: "no-meta", 3: "null-date", 4: "redirect", 5: "null-date"},
+                                 redirect_to="http://elsewhere.test:8080")
+    resp = client.get("v2/orders")
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("text/html")
+    assert resp.text.startswith("<!DOCTYPE html>")
+    body = client.get("v3/catalog/products", {"limit": 5}).json()
+    assert "meta" not in body and len(body["data"]) == 5
+    assert client.get("v2/orders", {"limit": 5}).json()[0]["date_modified"] is None
+    resp = client.get("v2/orders", {"limit": 5}, allow_redirects=False)
+    assert resp.status_code == 302
+    assert resp.headers["Location"].startswith("http://elsewhere.test:8080/stores/sandbox/v2/orders?")
+    assert "limit=5" in resp.headers["Location"]
+    assert client.get("v3/customers", {"limit": 5}).json()["data"][0]["date_modified"] is None
+    assert [entry["fault"] for entry in sandbox.requests] == ["html", "no-meta", "null-date", "redirect", "null-date"]
+
+
+def test_a_stalled_request_is_dropped_when_the_sandbox_stops(make_store):
+    sandbox, client = make_store(faults_at={1: "stall"})
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        client.session.get(client.url("v2/orders"), headers={"X-Auth-Token": "sandbox-token"}, timeout=0.5)
+    sandbox.stop()  # returns promptly although the request is still held
+    assert time.monotonic() - started < 5
+    assert sandbox.requests[0]["fault"] == "stall"
+
+
+@pytest.mark.parametrize("path, low, high, stream", [
+    ("v2/orders", "min_date_modified", "max_date_modified", "orders"),
+    ("v3/customers", "date_modified:min", "date_modified:max", "customers"),
+    ("v3/catalog/products", "date_modified:min", "date_modified:max", "products"),
+])
+def test_exclusive_bounds_leave_out_the_records_at_the_bound(make_store, path, low, high, stream):
+    inclusive, inclusive_client = make_store()
+    exclusive, exclusive_client = make_store(exclusive_bounds=(stream,))
+    record = inclusive.records(stream)[3]
+    moment = record["date_modified"]
+    if "," in moment:  # v2: RFC 2822
+        moment = email.utils.parsedate_to_datetime(moment).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    for bounds in ({low: moment}, {high: moment}, {low: moment, high: moment}):
+        params = dict(bounds, limit=250)
+        found = {name: _ids(c.get(path, params)) for name, c in (("inclusive", inclusive_client),
+                                                                ("exclusive", exclusive_client))}
+        assert record["id"] in found["inclusive"] and record["id"] not in found["exclusive"], bounds
+
+
+def _ids(resp):
+    """The ids in a v2 (bare array, 204 when empty) or v3 (envelope) answer."""
+    if resp.status_code == 204:
+        return set()
+    body = resp.json()
+    return {record["id"] for record in (body["data"] if isinstance(body, dict) else body)}
