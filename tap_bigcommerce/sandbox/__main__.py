@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--exclusive-bounds", action="append", default=[], metavar="STREAM",
         help="make STREAM's date bounds strict (> and <) rather than inclusive; 'all' for every stream")
     add("--redirect-to", default="http://127.0.0.1:9", help="where the 'redirect' fault points")
+    add("--refunds", type=int, default=None, help="refunds on random orders (default: one per ten orders)")
+    add("--embedded-line-cap", type=int, default=None, help="cut each consignment's embedded line items to N")
     add("--prewarm", action="store_true",
         help="encode every record at start, with the include= lists tap-bigcommerce sends (for benchmarks)")
     add("--lenient", action="store_true", help="ignore unknown query parameters instead of rejecting them")
@@ -73,15 +75,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         fault_seed=args.fault_seed, faults_at=dict(args.fault_at), same_second=dict(args.same_second),
         store_hash=args.store_hash, token=args.token, strict=not args.lenient, host=args.host,
-        port=args.port, log_path=args.log, redirect_to=args.redirect_to,
+        port=args.port, log_path=args.log, redirect_to=args.redirect_to, refunds=args.refunds,
+        embedded_line_cap=args.embedded_line_cap,
         exclusive_bounds="all" if "all" in args.exclusive_bounds else tuple(args.exclusive_bounds))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with Sandbox(options) as sandbox:
         if args.prewarm:
-            from tap_bigcommerce.streams import STREAMS
-            sandbox.prewarm({stream.name: stream.include.split(",") if stream.include else [] for stream in STREAMS})
+            sandbox.prewarm_for_tap()
         if args.write_config:
             with open(args.write_config, "w", encoding="utf-8") as handle:
                 json.dump(sandbox.config(), handle, indent=2)

@@ -35,6 +35,8 @@ STREETS = ("Main Street", "Oak Avenue", "Elm Road", "Harbour Lane", "King Street
 ADJECTIVES = ("Classic", "Organic", "Handmade", "Vintage", "Compact", "Deluxe", "Rustic", "Smart")
 NOUNS = ("Le Parfait Jar", "Tea Towel", "Water Bottle", "Desk Lamp", "Backpack", "Mug", "Candle",
          "Notebook", "Chair", "Sneakers", "Scarf", "Coffee Grinder")
+_SHIPPING_MONEY = ("base_cost", "cost_ex_tax", "cost_inc_tax", "cost_tax", "base_handling_cost",
+                   "handling_cost_ex_tax", "handling_cost_inc_tax", "handling_cost_tax")
 ORDER_STATUSES = {0: "Incomplete", 1: "Pending", 2: "Shipped", 3: "Partially Shipped", 4: "Refunded",
                   5: "Cancelled", 6: "Declined", 7: "Awaiting Payment", 8: "Awaiting Pickup",
                   9: "Awaiting Shipment", 10: "Completed", 11: "Awaiting Fulfillment",
@@ -190,6 +192,9 @@ class StoreData:
 
     def __init__(self, spec: StoreSpec):
         self.seed = spec.seed
+        self.refunds: list = []  # (created, refund) in id order
+        self.refunds_of: dict = {}  # order id -> its refunds
+        self._refund_rng = random.Random(_mix(spec.seed, 77))
         self.end = (spec.data_end or (now_utc() - dt.timedelta(hours=1))).astimezone(UTC).replace(microsecond=0)
         self.start = min(DATA_START, self.end - dt.timedelta(days=30))
         self.streams = {name: StreamData(name) for name in STREAMS}
@@ -197,6 +202,38 @@ class StoreData:
         same = spec.same_second or {}
         for number, name in enumerate(STREAMS):
             self._generate(number, name, int(counts.get(name, 0)), int(same.get(name, 0)))
+        self._generate_refunds(int(counts.get("refunds", 0)))
+
+    def _generate_refunds(self, count: int) -> None:
+        """Refunds on random orders, each created between its order's creation and last edit."""
+        orders = self.streams["orders"]
+        if not orders.ids:
+            return
+        rng = self._refund_rng
+        picks = []
+        for _ in range(count):
+            rec = orders.by_id[rng.choice(orders.ids)]
+            span = int((rec.modified - rec.created).total_seconds())
+            picks.append((rec.created + dt.timedelta(seconds=int(rng.random() * span)), rec.id))
+        for created, order_id in sorted(picks):
+            self.add_refund(orders.by_id[order_id], created)
+
+    def add_refund(self, rec: Record, created: dt.datetime) -> dict:
+        """Refund one unit of the order's first line; ids ascend with creation, as the API lists them."""
+        rng = self._refund_rng
+        line = self.order_lines(rec)[0]
+        amount = float(line["price_inc_tax"])
+        refund_id = len(self.refunds) + 1
+        refund = {"id": refund_id, "order_id": rec.id, "user_id": 0, "created": iso_offset(created),
+                  "reason": rng.choice(("Damaged", "Wrong size", "Changed mind")), "total_amount": amount,
+                  "total_tax": 0.0, "uses_merchant_override_values": False,
+                  "items": [{"item_type": "PRODUCT", "item_id": line["id"], "reason": "", "quantity": 1,
+                             "requested_amount": None}],
+                  "payments": [{"id": refund_id, "provider_id": "braintree", "amount": amount, "offline": False,
+                                "is_declined": False, "declined_message": ""}]}
+        self.refunds.append((created, refund))
+        self.refunds_of.setdefault(rec.id, []).append(refund)
+        return refund
 
     def _generate(self, number: int, name: str, count: int, same: int) -> None:
         """Generate `count` records spread over the range plus `same` records sharing one second."""
@@ -238,7 +275,7 @@ class StoreData:
                   store_hash: str = "sandbox") -> dict:
         """Return the record as the API would send it (with the `include=` extras asked for)."""
         if stream == "orders":
-            return self.order(rec, base_url, store_hash)
+            return self.order(rec, base_url, store_hash, set(include))
         if stream == "coupons":
             return self.coupon(rec)
         if stream == "customers":
@@ -251,34 +288,61 @@ class StoreData:
         return random.Random(rec.seed ^ (0x5BD1E995 + salt))
 
     def order_lines(self, rec: Record) -> list[dict]:
-        """The order's products sub-resource (v2 format), derived from the order's seed."""
+        """The order's products sub-resource (v2 format), derived from the order's seed and edits.
+
+        Most orders have 1-4 lines, one in fifty has 60-150; lines are physical (shipped to one of
+        the order's addresses, or picked up), digital or gift certificates. An edit changes the
+        first line's quantity, as a merchant editing an order would.
+        """
         rng = self._rng(rec, 1)
+        count = rng.randint(60, 150) if (rec.seed >> 40) % 50 == 0 else rng.randint(1, 4)
+        addresses, pickup = self._address_ids(rec), self._pickup_id(rec)
         lines = []
-        for n in range(rng.randint(1, 4)):
-            qty = rng.randint(1, 5)
-            price = rng.randint(199, 19999)
-            product_id = rng.randint(1, 500)
-            name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
-            lines.append({
-                "id": rec.id * 10 + n, "order_id": rec.id, "product_id": product_id, "variant_id": product_id * 3,
-                "order_address_id": rec.id, "name": name, "name_customer": name, "name_merchant": name,
-                "sku": f"SKU-{product_id:05d}", "upc": "", "type": "physical",
-                "base_price": money(price), "price_ex_tax": money(price), "price_inc_tax": money(price),
-                "price_tax": money(0), "base_total": money(price * qty), "total_ex_tax": money(price * qty),
-                "total_inc_tax": money(price * qty), "total_tax": money(0), "quantity": qty,
-                "base_cost_price": money(price // 2), "cost_price_inc_tax": money(price // 2),
-                "cost_price_ex_tax": money(price // 2), "cost_price_tax": money(0), "weight": "1.0000",
-                "width": "0.0000", "height": "0.0000", "depth": "0.0000", "is_refunded": False,
-                "quantity_refunded": 0, "refund_amount": money(0), "return_id": 0, "wrapping_id": 0,
-                "wrapping_name": None, "base_wrapping_cost": money(0), "wrapping_cost_ex_tax": money(0),
-                "wrapping_cost_inc_tax": money(0), "wrapping_cost_tax": money(0), "wrapping_message": "",
-                "quantity_shipped": 0, "event_name": None, "event_date": None, "fixed_shipping_cost": money(0),
-                "ebay_item_id": "", "ebay_transaction_id": "", "option_set_id": None,
-                "parent_order_product_id": None, "is_bundled_product": False, "bin_picking_number": "",
-                "external_id": None, "brand": "", "gift_certificate_id": None, "applied_discounts": [],
-                "product_options": [], "configurable_fields": [],
-            })
+        for n in range(count):
+            roll = rng.random()
+            kind = "digital" if roll < 0.08 else "giftcertificate" if roll < 0.11 else "physical"
+            qty = rng.randint(1, 5) + (rec.version % 3 if n == 0 else 0)
+            address = addresses[n % len(addresses)] if kind == "physical" else 0
+            at_pickup = pickup if kind == "physical" and pickup and n % 2 else 0
+            lines.append(self._line(rec, n, rng, kind, qty, 0 if at_pickup else address, at_pickup))
         return lines
+
+    def _line(self, rec: Record, n: int, rng: random.Random, kind: str, qty: int, address: int,
+              pickup: int) -> dict:
+        """One line item in v2 form (money as 4-decimal strings)."""
+        price = rng.randint(199, 19999)
+        product_id = rng.randint(1, 500)
+        name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
+        return {
+            "id": rec.id * 1000 + n, "order_id": rec.id, "product_id": product_id, "variant_id": product_id * 3,
+            "order_address_id": address, "order_pickup_method_id": pickup, "name": name, "name_customer": name,
+            "name_merchant": name, "sku": f"SKU-{product_id:05d}", "upc": "", "type": kind,
+            "base_price": money(price), "price_ex_tax": money(price), "price_inc_tax": money(price),
+            "price_tax": money(0), "base_total": money(price * qty), "total_ex_tax": money(price * qty),
+            "total_inc_tax": money(price * qty), "total_tax": money(0), "quantity": qty,
+            "base_cost_price": money(price // 2), "cost_price_inc_tax": money(price // 2),
+            "cost_price_ex_tax": money(price // 2), "cost_price_tax": money(0), "weight": "1.0000",
+            "width": "0.0000", "height": "0.0000", "depth": "0.0000", "is_refunded": False,
+            "quantity_refunded": 0, "refund_amount": money(0), "return_id": 0, "wrapping_id": 0,
+            "wrapping_name": None, "base_wrapping_cost": money(0), "wrapping_cost_ex_tax": money(0),
+            "wrapping_cost_inc_tax": money(0), "wrapping_cost_tax": money(0), "wrapping_message": "",
+            "quantity_shipped": 0, "event_name": None, "event_date": None, "fixed_shipping_cost": money(0),
+            "ebay_item_id": "", "ebay_transaction_id": "", "option_set_id": None,
+            "parent_order_product_id": None, "is_bundled_product": False, "bin_picking_number": "",
+            "external_id": None, "brand": "", "gift_certificate_id": rec.id * 1000 + n if kind == "giftcertificate"
+            else None, "applied_discounts": [], "product_options": [], "configurable_fields": [],
+            "discounted_total_inc_tax": money(price * qty),
+        }
+
+    @staticmethod
+    def _address_ids(rec: Record) -> list[int]:
+        """The ids of the order's shipping addresses (1 to 3, unique across the store)."""
+        return [rec.id * 10 + k for k in range(1 + (rec.seed >> 20) % 3)]
+
+    @staticmethod
+    def _pickup_id(rec: Record) -> int:
+        """The id of the order's pickup consignment, for one order in twenty (else 0)."""
+        return rec.id * 10 + 9 if (rec.seed >> 50) % 20 == 0 else 0
 
     def _person(self, rng: random.Random) -> dict:
         """A name and postal address in v2 field names."""
@@ -290,18 +354,79 @@ class StoreData:
                 "phone": f"555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}",
                 "email": f"{first.lower()}.{rng.randint(1, 99999)}@example.com"}
 
-    def order_shipping_addresses(self, rec: Record) -> list[dict]:
-        """The order's shipping_addresses sub-resource (v2 format)."""
-        rng = self._rng(rec, 2)
-        addr = self._person(rng)
-        items = sum(line["quantity"] for line in self.order_lines(rec))
-        return [dict(addr, id=rec.id, order_id=rec.id, items_total=items,
-                     items_shipped=items if rec.attrs[1] in (2, 10) else 0,
-                     shipping_method="Flat Rate", base_cost=money(500), cost_ex_tax=money(500),
-                     cost_inc_tax=money(500), cost_tax=money(0), cost_tax_class_id=2,
-                     base_handling_cost=money(0), handling_cost_ex_tax=money(0), handling_cost_inc_tax=money(0),
-                     handling_cost_tax=money(0), handling_cost_tax_class_id=2, shipping_zone_id=1,
-                     shipping_zone_name="United States", form_fields=[])]
+    def order_shipping_addresses(self, rec: Record, lines: Optional[list] = None) -> list[dict]:
+        """The order's shipping_addresses sub-resource (v2 format): each address that has lines."""
+        lines = self.order_lines(rec) if lines is None else lines
+        shipped = rec.attrs[1] in (2, 10)
+        found = []
+        for k, address_id in enumerate(self._address_ids(rec)):
+            items = sum(line["quantity"] for line in lines if line["order_address_id"] == address_id)
+            if not items:
+                continue
+            found.append(dict(self._person(self._rng(rec, 20 + k)), id=address_id, order_id=rec.id,
+                              items_total=items, items_shipped=items if shipped else 0,
+                              shipping_method="Flat Rate", base_cost=money(500), cost_ex_tax=money(500),
+                              cost_inc_tax=money(500), cost_tax=money(0), cost_tax_class_id=2,
+                              base_handling_cost=money(0), handling_cost_ex_tax=money(0),
+                              handling_cost_inc_tax=money(0), handling_cost_tax=money(0),
+                              handling_cost_tax_class_id=2, shipping_zone_id=1,
+                              shipping_zone_name="United States", form_fields=[]))
+        return found
+
+    def consignments(self, rec: Record, link: str, full: bool, cap: Optional[int] = None,
+                     warn: bool = False) -> dict:
+        """The order's consignments object (include=consignments[.line_items], consignment_structure=object).
+
+        Shipping consignments carry money as JSON numbers, as the reference's example does; `cap`
+        cuts each consignment's embedded lines (an undocumented cap the tap must not trust).
+        """
+        lines = self.order_lines(rec)
+
+        def embed(group):
+            shown = group if full else [{"url": f"{link}/products/{line['id']}",
+                                         "resource": f"/orders/{rec.id}/products/{line['id']}"} for line in group]
+            return shown if cap is None else shown[:cap]
+
+        def consignment(fields, group):
+            body = dict(fields, line_items=embed(group))
+            if warn and cap is not None and len(group) > cap:
+                body["__warning__"] = f"Only the first {cap} line items are shown."
+            return body
+
+        shipping = [consignment(dict(address, **{key: float(address[key]) for key in _SHIPPING_MONEY}),
+                                [line for line in lines if line["order_address_id"] == address["id"]])
+                    for address in self.order_shipping_addresses(rec, lines)]
+        for address in shipping:
+            address.pop("order_id")
+            address["shipping_quotes"] = {"url": f"{link}/shipping_addresses/{address['id']}/shipping_quotes",
+                                          "resource": f"/orders/{rec.id}/shipping_addresses/{address['id']}/shipping_quotes"}
+        picked = [line for line in lines if line["order_pickup_method_id"]]
+        pickups = [consignment({"id": self._pickup_id(rec), "pickup_method_id": 1,
+                                "pickup_method_display_name": "Pick up in store",
+                                "collection_instructions": "Bring your order number",
+                                "collection_time_description": "Ready in 2 hours",
+                                "location": {"id": 1, "name": "Main Street store", "code": "MAIN",
+                                             "address_line_1": "1 Main Street", "city": "Austin",
+                                             "state": "Texas", "postal_code": "78751", "country_alpha2": "US",
+                                             "email": "store@example.com", "phone": "555-000-0000"}}, picked)
+                   ] if picked else []
+        email = self._person(self._rng(rec, 30))["email"]
+        digital = [line for line in lines if line["type"] == "digital"]
+        downloads = [consignment({"recipient_email": email}, digital)] if digital else []
+        gifts = [consignment({"recipient_email": f"friend{line['id']}@example.com"}, [line])
+                 for line in lines if line["type"] == "giftcertificate"]
+        return {"pickups": pickups, "shipping": shipping, "downloads": downloads,
+                "email": {"gift_certificates": gifts}}
+
+    def fees(self, rec: Record) -> list[dict]:
+        """The order's fees (include=fees): most orders none, some one or two."""
+        rng = self._rng(rec, 5)
+        if rng.random() < 0.85:
+            return []
+        return [{"id": rec.id * 10 + k, "type": "custom_fee", "display_name_customer": "Handling fee",
+                 "display_name_merchant": f"Handling fee {k + 1}", "source": "manual", "base_cost": 2.5,
+                 "cost_ex_tax": 2.5, "cost_inc_tax": 2.75, "cost_tax": 0.25, "tax_class_id": 0}
+                for k in range(rng.randint(1, 2))]
 
     def order_coupons(self, rec: Record) -> list[dict]:
         """The order's coupons sub-resource (v2 format); most orders have none."""
@@ -312,16 +437,20 @@ class StoreData:
         return [{"id": rec.id, "coupon_id": coupon_id, "order_id": rec.id, "code": f"SAVE{coupon_id}",
                  "amount": "5.0000", "type": 2, "discount": 5.0}]
 
-    def order(self, rec: Record, base_url: str, store_hash: str) -> dict:
-        """Serialize an order as GET /v2/orders does."""
+    def order(self, rec: Record, base_url: str, store_hash: str, include: set = frozenset()) -> dict:
+        """Serialize an order as GET /v2/orders does; `include` holds the include= values asked for,
+        plus "structure=object" for consignment_structure=object and "cap=N" / "warn" for the
+        sandbox's embedded-lines cap."""
         rng = self._rng(rec)
         customer_id, status_id = rec.attrs
         lines = self.order_lines(rec)
         subtotal = sum(round(float(line["base_total"]) * 100) for line in lines)
         tax = subtotal * rng.choice((0, 0, 5, 8, 10)) // 100
         coupon = 500 if self.order_coupons(rec) else 0
-        shipping = 500
+        addresses = len(self.order_shipping_addresses(rec, lines))
+        shipping = 500 * addresses
         total = subtotal + tax + shipping - coupon
+        refunded = sum(round(refund["total_amount"] * 100) for refund in self.refunds_of.get(rec.id, ()))
         shipped = status_id in (2, 3, 10)
         items = sum(line["quantity"] for line in lines)
         bill = self._person(rng)
@@ -344,8 +473,8 @@ class StoreData:
             "is_tax_inclusive_pricing": False, "items_total": items, "items_shipped": items if shipped else 0,
             "payment_method": rng.choice(PAYMENT_METHODS),
             "payment_provider_id": rng.choice(("", None, f"ch_{rec.seed % 10**10}")),
-            "payment_status": rng.choice(PAYMENT_STATUSES), "refunded_amount": money(0),
-            "order_is_digital": False, "store_credit_amount": money(0), "gift_certificate_amount": money(0),
+            "payment_status": rng.choice(PAYMENT_STATUSES), "refunded_amount": money(refunded),
+            "order_is_digital": not any(line["type"] == "physical" for line in lines), "store_credit_amount": money(0), "gift_certificate_amount": money(0),
             "ip_address": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
             "ip_address_v6": "", "geoip_country": bill["country"], "geoip_country_iso2": bill["country_iso2"],
             "currency_id": 1, "currency_code": "USD", "currency_exchange_rate": "1.0000000000",
@@ -353,7 +482,7 @@ class StoreData:
             "store_default_currency_code": "USD", "store_default_to_transactional_exchange_rate": "1.0000000000",
             "staff_notes": f"Edited {rec.version} time(s)" if rec.version else "",
             "customer_message": "", "discount_amount": money(coupon), "coupon_discount": money(coupon),
-            "shipping_address_count": 1, "is_deleted": False, "ebay_order_id": "0",
+            "shipping_address_count": addresses, "is_deleted": False, "ebay_order_id": "0",
             "is_email_opt_in": rng.random() < 0.3, "credit_card_type": None,
             "order_source": rng.choice(("www", "www", "manual", "iphone", "external")), "channel_id": 1,
             "external_source": None, "external_id": None, "external_merchant_id": None,
@@ -363,7 +492,24 @@ class StoreData:
             "shipping_addresses": {"url": f"{link}/shippingaddresses",
                                    "resource": f"/orders/{rec.id}/shippingaddresses"},
             "coupons": {"url": f"{link}/coupons", "resource": f"/orders/{rec.id}/coupons"},
+            **self._order_includes(rec, link, include),
         }
+
+    def _order_includes(self, rec: Record, link: str, include: set) -> dict:
+        """consignments and fees: embedded when asked for, else links like the other sub-resources."""
+        extras = {"consignments": {"url": f"{link}/consignments", "resource": f"/orders/{rec.id}/consignments"},
+                  "fees": {"url": f"{link}/fees", "resource": f"/orders/{rec.id}/fees"}}
+        if "fees" in include:
+            extras["fees"] = self.fees(rec)
+        full = "consignments.line_items" in include
+        if full or "consignments" in include:
+            cap = next((int(token[4:]) for token in include if token.startswith("cap=")), None)
+            found = self.consignments(rec, link, full, cap, "warn" in include)
+            # Without consignment_structure=object: the legacy array shape (undocumented today), one
+            # object per kind of consignment.
+            extras["consignments"] = found if "structure=object" in include else [
+                {key: value} for key, value in found.items() if value]
+        return extras
 
     def coupon(self, rec: Record) -> dict:
         """Serialize a coupon as GET /v2/coupons does (no date_modified: the API has none)."""

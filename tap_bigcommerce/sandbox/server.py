@@ -23,6 +23,17 @@ It follows `shared/bigcommerce-api.md`. Where the facts sheet is silent, these a
 - Date bounds are inclusive (`>=`, `<=`), as the general filtering guide says. For the streams in
   `exclusive_bounds` (or "all") every date bound is strict (`>`, `<`), as the customers reference
   ("modified after", "before") may be read: the tap must lose nothing either way.
+- Orders: `include=` takes consignments, consignments.line_items and fees. With
+  consignment_structure=object, consignments is {pickups, shipping, downloads, email:
+  {gift_certificates}}, each consignment with its line items (full records, or links with
+  include=consignments alone); shipping consignments carry money as JSON numbers, as the
+  reference's example does. Without consignment_structure=object the legacy shape (undocumented
+  today) is a list of one-key objects, one per kind. Without include, consignments and fees are
+  links like products. `embedded_line_cap` cuts each consignment's embedded lines (the reference
+  documents no cap; the tap must not trust there is none); /orders/{id}/products keeps them all.
+- Refunds (GET /v3/orders/payment_actions/refunds): id order, which is creation order; page
+  numbers; `meta` is an empty object, as the reference documents. Adding a refund (a Change on
+  "refunds") moves its order's date_modified to now and adds to its refunded_amount.
 - Faults beyond status codes and broken connections: "html" answers 200 with an HTML login page
   (a proxy or captive portal); "no-meta" answers a v3 list without its `meta`; "null-date" sets
   the first record's date_modified to null; "stall" holds the request unanswered (up to a minute,
@@ -56,7 +67,8 @@ from tap_bigcommerce.sandbox.data import STREAMS, Record, StoreData, StoreSpec, 
 ALL_SCOPES = ("store_v2_marketing_read_only", "store_v2_orders_read_only",
               "store_v2_customers_read_only", "store_v2_products_read_only")
 SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_orders_read_only",
-            "customers": "store_v2_customers_read_only", "products": "store_v2_products_read_only"}
+            "customers": "store_v2_customers_read_only", "products": "store_v2_products_read_only",
+            "refunds": "store_v2_orders_read_only"}
 ERROR_TYPE = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
 FAULTS = ("500", "502", "503", "504", "drop", "truncate", "429", "429-bare",
           "html", "no-meta", "null-date", "stall", "redirect")
@@ -64,6 +76,7 @@ STALL_S = 60.0
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>Sign in</form></body></html>"
 MAX_LIMIT = 250
 CUSTOMER_INCLUDES = {"addresses", "storecredit", "attributes", "formfields", "shopper_profile_id", "segment_ids"}
+ORDER_INCLUDES = {"consignments", "consignments.line_items", "fees"}
 PRODUCT_INCLUDES = {"bulk_pricing_rules", "channels", "custom_fields", "images", "modifiers", "options",
                     "parent_relations", "primary_image", "reviews", "variants", "videos"}
 V2_DATE_FILTERS = ("min_date_modified", "max_date_modified", "min_date_created", "max_date_created")
@@ -111,6 +124,9 @@ class SandboxOptions:
     data_end: Optional[dt.datetime] = None
     exclusive_bounds: object = ()  # stream names whose date bounds are strict, or "all"
     redirect_to: str = "http://127.0.0.1:9"  # where the "redirect" fault points
+    refunds: Optional[int] = None  # refunds on random orders; None: one per ten orders
+    embedded_line_cap: Optional[int] = None  # cut each consignment's embedded line items to this many
+    embedded_line_warning: bool = False  # and say so in a __warning__ key
 
 
 class ApiError(Exception):
@@ -424,12 +440,13 @@ class Sandbox:
         for stream in opts.same_second:
             if stream not in STREAMS:
                 raise ValueError(f"same_second: unknown stream {stream!r}")
-        if opts.exclusive_bounds != "all" and set(opts.exclusive_bounds) - set(STREAMS):
-            raise ValueError(f"exclusive_bounds: unknown streams {sorted(set(opts.exclusive_bounds) - set(STREAMS))}")
+        unknown = set() if opts.exclusive_bounds == "all" else set(opts.exclusive_bounds) - set(STREAMS) - {"refunds"}
+        if unknown:
+            raise ValueError(f"exclusive_bounds: unknown streams {sorted(unknown)}")
         self.store = StoreData(StoreSpec(
             seed=opts.seed,
-            counts={"coupons": opts.coupons, "customers": opts.customers,
-                    "orders": opts.orders, "products": opts.products},
+            counts={"coupons": opts.coupons, "customers": opts.customers, "orders": opts.orders,
+                    "products": opts.products, "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
             same_second=opts.same_second, data_end=opts.data_end))
         self.tokens = {opts.token: set(ALL_SCOPES)}
         self.tokens.update({token: set(scopes) for token, scopes in opts.tokens.items()})
@@ -507,6 +524,18 @@ class Sandbox:
             data = self.store.streams[stream]
             return [self._serialize(stream, data.by_id[rid]) for rid in data.ids]
 
+    def prewarm_for_tap(self) -> None:
+        """prewarm() with what tap-bigcommerce asks each list for (its stream rows say it)."""
+        from tap_bigcommerce.streams import STREAMS as TAP_STREAMS
+
+        includes = {}
+        for row in TAP_STREAMS:
+            if row.name in self.store.streams:
+                asked = row.include.split(",") if row.include else []
+                structure = dict(row.params).get("consignment_structure")
+                includes[row.name] = self.order_tokens(asked, structure) if row.name == "orders" else asked
+        self.prewarm(includes)
+
     def prewarm(self, includes: dict) -> None:
         """Encode every record now, with the given include= list per stream, so that a benchmark's
         first sync does not pay for building the store's answers."""
@@ -540,9 +569,41 @@ class Sandbox:
                 data.remove(rid)
             return chosen
 
+    def add_refunds(self, count: int) -> list:
+        """Refund `count` random orders now; each refunded order's date_modified moves to now too."""
+        with self.lock:
+            orders = self.store.streams["orders"]
+            when = now_utc()
+            made = []
+            for _ in range(count):
+                rec = orders.by_id[self.store._refund_rng.choice(orders.ids)]
+                made.append(self.store.add_refund(rec, when))
+                orders.touch(rec.id, when)
+            return made
+
+    def refunds(self) -> list:
+        """Every refund, in id order, as the refunds list serves it."""
+        with self.lock:
+            return [refund for _, refund in self.store.refunds]
+
+    def order_lines(self, order_id: int) -> list:
+        """An order's line items as /orders/{id}/products serves them."""
+        with self.lock:
+            return self.store.order_lines(self.store.streams["orders"].by_id[order_id])
+
+    def order_shipping_addresses(self, order_id: int) -> list:
+        """An order's shipping addresses as /orders/{id}/shipping_addresses serves them."""
+        with self.lock:
+            return self.store.order_shipping_addresses(self.store.streams["orders"].by_id[order_id])
+
+    def order_coupons(self, order_id: int) -> list:
+        """An order's coupons as /orders/{id}/coupons serves them."""
+        with self.lock:
+            return self.store.order_coupons(self.store.streams["orders"].by_id[order_id])
+
     def schedule(self, change: Change) -> None:
         """Add a change to apply after its data request (at once if that request has already passed)."""
-        if change.stream not in STREAMS:
+        if change.stream not in STREAMS + ("refunds",):
             raise ValueError(f"unknown stream {change.stream!r}")
         with self.lock:
             self._pending.append(change)
@@ -554,6 +615,9 @@ class Sandbox:
         with self.lock:
             while self._pending and self._pending[0].after_request <= upto:
                 change = self._pending.pop(0)
+                if change.stream == "refunds":
+                    self.add_refunds(change.create)
+                    continue
                 self.delete(change.stream, count=change.delete)
                 if change.edit_ids is not None:
                     self.edit(change.stream, ids=change.edit_ids)
@@ -686,6 +750,8 @@ class Sandbox:
             return "customers", self._customers, True
         if rest == "/catalog/products":
             return "products", self._products, True
+        if rest == "/orders/payment_actions/refunds":
+            return "refunds", self._refunds, True
         return None
 
     def _bounds(self, stream: str, query: "Query", low: str, high: str, **kwargs) -> tuple:
@@ -723,7 +789,8 @@ class Sandbox:
 
     def _orders(self, pairs: list, count: bool = False) -> tuple[int, bytes]:
         """GET /v2/orders and /v2/orders/count."""
-        names = {"min_id", "max_id", *V2_DATE_FILTERS} | (set() if count else {"page", "limit", "sort"})
+        names = {"min_id", "max_id", *V2_DATE_FILTERS} | (
+            set() if count else {"page", "limit", "sort", "include", "consignment_structure"})
         query = Query(pairs, "v2", names, self.options.strict)
         modified = self._bounds("orders", query, "min_date_modified", "max_date_modified")
         created = self._bounds("orders", query, "min_date_created", "max_date_created")
@@ -740,7 +807,31 @@ class Sandbox:
         if field_name not in keys or direction not in ("", "asc", "desc"):
             raise ApiError(400, f"The sort value '{sort_raw}' is not valid.")
         rows = page_of(select(data, flt, field_name, direction == "desc", keys[field_name]), page, limit)
-        return self._v2_list([self._encoded("orders", rec) for rec in rows])
+        include = self.order_tokens(query.include(ORDER_INCLUDES), query.get("consignment_structure"))
+        return self._v2_list([self._encoded("orders", rec, include) for rec in rows])
+
+    def order_tokens(self, include: list, structure: Optional[str]) -> list:
+        """What shapes an order's answer: its include= values, the consignment structure and the cap."""
+        if structure not in (None, "object"):
+            raise ApiError(400, f"The consignment_structure value '{structure}' is not valid.")
+        tokens = sorted(include) + (["structure=object"] if structure else [])
+        if self.options.embedded_line_cap is not None:
+            tokens.append(f"cap={self.options.embedded_line_cap}")
+            if self.options.embedded_line_warning:
+                tokens.append("warn")
+        return tokens
+
+    def _refunds(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/orders/payment_actions/refunds: id order, page numbers, an empty meta (as documented)."""
+        names = {"page", "limit", "created:min", "created:max", "order_id:in", "id:in", "transaction_id"}
+        query = Query(pairs, "v3", names, self.options.strict)
+        page, limit = query.page_limit()
+        low, high = self._bounds("refunds", query, "created:min", "created:max")
+        orders, ids = query.id_list("order_id:in"), query.id_list("id:in")
+        rows = [refund for created, refund in self.store.refunds
+                if (low is None or created >= low) and (high is None or created <= high)
+                and (orders is None or refund["order_id"] in orders) and (ids is None or refund["id"] in ids)]
+        return 200, orjson.dumps({"data": rows[(page - 1) * limit:page * limit], "meta": {}})
 
     def _coupons(self, pairs: list, count: bool = False) -> tuple[int, bytes]:
         """GET /v2/coupons and /v2/coupons/count: id order only, no dates to filter on."""
