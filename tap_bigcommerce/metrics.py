@@ -4,25 +4,31 @@ singer-python is imported on first use, not at start-up: with backoff and asynci
 imports, it takes about 0.1 s, and the sync imports it while its first requests are out.
 """
 import logging
-import sys
+import threading
 
 LOGGER = logging.getLogger("tap_bigcommerce.metrics")
+_LOAD_LOCK = threading.Lock()
+_LOADED = None  # singer.metrics, once imported
 
 
 def load():
-    """Import singer-python's metrics module (the first call pays for it).
+    """Import singer-python's metrics module (the first call pays for it; others wait for it).
 
     Importing singer-python replaces the root logger's handlers with its own: the tap's (which
     blanks secrets out of every line) are put back.
     """
-    if "singer.metrics" not in sys.modules:
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        import singer.metrics  # noqa: F401
+    global _LOADED
+    if _LOADED is None:
+        with _LOAD_LOCK:
+            if _LOADED is None:
+                root = logging.getLogger()
+                handlers, level = list(root.handlers), root.level
+                import singer.metrics
 
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    return sys.modules["singer.metrics"]
+                root.handlers[:] = handlers
+                root.setLevel(level)
+                _LOADED = singer.metrics
+    return _LOADED
 
 
 def request_duration(endpoint, seconds, response):
