@@ -109,8 +109,6 @@ STREAMS = (
     Stream(
         "order_shipping_addresses", api="v2", path="orders", scope="Orders",
         kind=CHILD, parent="orders", replication_key="date_modified", take="shipping_consignments",
-        text_fields=("base_cost", "cost_ex_tax", "cost_inc_tax", "cost_tax", "base_handling_cost",
-                     "handling_cost_ex_tax", "handling_cost_inc_tax", "handling_cost_tax"),
     ),
     Stream(
         "order_coupons", api="v2", path="orders/{id}/coupons", scope="Orders",

@@ -115,8 +115,8 @@ def test_catalog_not_json(workdir):
     ({"streams": [{"tap_stream_id": "orders", "schema": {"properties": {"id": {}, "date_modified": {}}},
                    "metadata": [{"breadcrumb": [], "metadata": {"selected": True, "replication-method": "LOG_BASED"}}]}]},
      "asks for orders to be replicated 'LOG_BASED', but it can only be read INCREMENTAL or FULL_TABLE"),
-    ({"streams": [{"tap_stream_id": "refunds", "schema": {"properties": {}}, "metadata": []}]},
-     "stream 'refunds' that this tap does not have"),
+    ({"streams": [{"tap_stream_id": "returns", "schema": {"properties": {}}, "metadata": []}]},
+     "stream 'returns' that this tap does not have"),
     ({"streams": [{"tap_stream_id": "orders", "schema": {"properties": {}}, "metadata": {}}]}, "metadata"),
     ({"streams": [{"tap_stream_id": "orders", "schema": "x", "metadata": []}]}, "schema for orders"),
 ])

@@ -429,9 +429,9 @@ class StoreData:
                 for k in range(rng.randint(1, 2))]
 
     def order_coupons(self, rec: Record) -> list[dict]:
-        """The order's coupons sub-resource (v2 format); most orders have none."""
+        """The order's coupons sub-resource (v2 format); one order in ten has one."""
         rng = self._rng(rec, 3)
-        if rng.random() < 0.75:
+        if rng.random() < 0.9:
             return []
         coupon_id = rng.randint(1, 40)
         return [{"id": rec.id, "coupon_id": coupon_id, "order_id": rec.id, "code": f"SAVE{coupon_id}",

@@ -518,11 +518,12 @@ class Sandbox:
         cfg.update(overrides)
         return cfg
 
-    def records(self, stream: str) -> list:
-        """The stream's current records as the API serializes them (no include extras), in id order."""
+    def records(self, stream: str, include: Sequence[str] = ()) -> list:
+        """The stream's current records as the API serializes them (with these include= extras;
+        for orders, order_tokens() says what shapes them), in id order."""
         with self.lock:
             data = self.store.streams[stream]
-            return [self._serialize(stream, data.by_id[rid]) for rid in data.ids]
+            return [self._serialize(stream, data.by_id[rid], include) for rid in data.ids]
 
     def prewarm_for_tap(self) -> None:
         """prewarm() with what tap-bigcommerce asks each list for (its stream rows say it)."""

@@ -18,8 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = Path(os.environ.get("VENVS", ROOT / ".venvs"))
-STREAMS = ("coupons", "customers", "orders", "products")
+STREAMS = ("coupons", "customers", "orders", "products")  # the sandbox's own lists, which it can edit
 INCREMENTAL = ("customers", "orders", "products")
+ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons", "refunds")
+ALL_STREAMS = STREAMS + ORDER_FAMILY
 UTC = dt.timezone.utc
 LOGGER = logging.getLogger("e2e")
 
@@ -225,3 +227,35 @@ def rows_table(title, counts):
     lines = [title, f"  {'stream':<{width}}  rows"]
     lines += [f"  {stream:<{width}}  {rows:>5}" for stream, rows in sorted(counts.items())]
     return "\n".join(lines)
+
+
+# ----- what the store holds, in the shape the tap lands it -----
+
+def store_records(sb, stream):
+    """The store's truth for a stream: orders as the tap asks for them (consignments with line items,
+    fees); line items from /orders/{id}/products, coupons from /orders/{id}/coupons, each with its
+    order's date_modified; shipping consignments as the orders carry them; refunds from their list."""
+    orders = sb.records("orders", sb.order_tokens(["consignments.line_items", "fees"], "object"))
+    if stream == "orders":
+        return orders
+    if stream == "order_line_items":
+        return [dict(line, date_modified=order["date_modified"]) for order in orders
+                for line in sb.order_lines(order["id"])]
+    if stream == "order_shipping_addresses":
+        return [dict({k: v for k, v in consignment.items() if k != "line_items"}, order_id=order["id"],
+                     date_modified=order["date_modified"])
+                for order in orders for consignment in order["consignments"]["shipping"]]
+    if stream == "order_coupons":
+        return [dict(coupon, date_modified=order["date_modified"]) for order in orders
+                for coupon in sb.order_coupons(order["id"])]
+    if stream == "refunds":
+        return sb.refunds()
+    return sb.records(stream)
+
+
+def change_store(sb, count):
+    """Edit `count` records and create a few in every list the sandbox holds, and add two refunds;
+    returns {stream: ids changed} (an edited order changes its first line's quantity too)."""
+    changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3)) for stream in STREAMS}
+    changed["refunds"] = {refund["id"] for refund in sb.add_refunds(2)}
+    return changed
