@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tap_harness import FAST, STREAM_NAMES, ids_by_stream, run_tap, start_tap
+from tap_harness import FAST, STREAM_NAMES, catalog_of, ids_by_stream, run_tap, start_tap
 
 SLACK_S = 0.1  # the signal reaches the tap's main thread this long after os.kill() at most, here
 
@@ -59,14 +59,15 @@ def test_signal_mid_sync_stops_at_once_and_the_last_state_covers_everything(work
     store = sandbox(coupons=300, customers=600, orders=3000, products=600, latency_ms=20)
     present = ids_by_stream(store)
     config = store.config(max_workers=4, page_size=50, **FAST)
-    process = start_tap(workdir, config, stderr=subprocess.PIPE)
+    catalog = catalog_of(workdir, config)
+    process = start_tap(workdir, config, stderr=subprocess.PIPE, catalog=catalog)
     messages = _read_until_states(process, 20)
     sent, rest, err, took = _stop(process, signum)
     messages += _check_clean_stop(process, rest, err, took, signum)
     assert _requests_after(store, sent) == []
     last = max(i for i, m in enumerate(messages) if m["type"] == "STATE")
     kept = messages[:last + 1]  # what a target commits
-    resumed = run_tap(workdir, config, state=kept[-1]["value"])
+    resumed = run_tap(workdir, config, state=kept[-1]["value"], catalog=catalog)
     assert resumed.returncode == 0, resumed.stderr
     for name in STREAM_NAMES:
         before = {m["record"]["id"] for m in kept if m["type"] == "RECORD" and m["stream"] == name}
@@ -109,7 +110,8 @@ def test_a_killed_sync_resumes_its_partitions_and_rereads_about_a_page_each(work
     store = sandbox(coupons=1, customers=1, orders=6000, products=1, latency_ms=15)
     present = ids_by_stream(store)["orders"]
     config = store.config(max_workers=8, page_size=page_size, **FAST)
-    process = start_tap(workdir, config)
+    catalog = catalog_of(workdir, config, ["orders"])
+    process = start_tap(workdir, config, catalog=catalog)
     messages = _read_until_states(process, 60)
     process.kill()
     process.wait()
@@ -118,7 +120,7 @@ def test_a_killed_sync_resumes_its_partitions_and_rereads_about_a_page_each(work
     ranges = state["bookmarks"]["orders"]["ranges"]
     assert len(ranges) > 1 and ranges[-1][1] is None
     assert all(lower >= state["bookmarks"]["orders"]["date_modified"] for lower, _ in ranges)
-    resumed = run_tap(workdir, config, state=state)
+    resumed = run_tap(workdir, config, state=state, catalog=catalog)
     assert resumed.returncode == 0, resumed.stderr
     again = set(resumed.ids("orders"))
     assert present <= delivered | again

@@ -6,7 +6,7 @@ import pytest
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
 
-from tap_harness import FAST, STREAM_NAMES, grouped, ids_by_stream, run_tap, start_tap
+from tap_harness import FAST, STREAM_NAMES, catalog_of, grouped, ids_by_stream, run_tap, start_tap
 from tap_bigcommerce.sandbox import Change
 
 # The lossless tests run against inclusive date bounds (the filtering guide's >= and <=) and
@@ -167,7 +167,8 @@ def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox, boun
     store = sandbox(exclusive_bounds=bounds, coupons=900, customers=900, orders=3000, products=900, latency_ms=30)
     present = ids_by_stream(store)
     config = store.config(max_workers=4, page_size=50, **FAST)
-    process = start_tap(workdir, config)
+    catalog = catalog_of(workdir, config)
+    process = start_tap(workdir, config, catalog=catalog)
     kept, pending, states = [], [], 0
     for line in process.stdout:
         message = json.loads(line)
@@ -183,7 +184,7 @@ def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox, boun
     process.wait()
     last_state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
     assert any(name in last_state["bookmarks"] for name in STREAM_NAMES)
-    resumed = run_tap(workdir, config, state=last_state)
+    resumed = run_tap(workdir, config, state=last_state, catalog=catalog)
     assert resumed.returncode == 0, resumed.stderr
     for name in STREAM_NAMES:
         before = {m["record"]["id"] for m in kept if m["type"] == "RECORD" and m["stream"] == name}
@@ -195,7 +196,8 @@ def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox, boun
 
 def test_concurrent_sync_under_small_quota_gets_no_429(workdir, sandbox):
     store = sandbox(coupons=300, customers=1500, orders=3000, products=1500, quota=12, window_ms=600)
-    run = run_tap(workdir, store.config(max_workers=6, page_size=25, **FAST))
+    config = store.config(max_workers=6, page_size=25, **FAST)
+    run = run_tap(workdir, config, catalog=catalog_of(workdir, config))
     assert run.returncode == 0, run.stderr
     assert re.search(r"orders: reading the rest in [2-6] parallel partitions", run.stderr)
     assert [r for r in store.requests if r["status"] == 429] == []
@@ -208,7 +210,8 @@ def test_last_pages_put_aside_under_a_small_quota_are_all_read_once(workdir, san
     # left fits in one window; every record must still come out once, with no 429, and the
     # bookmark must still reach the newest record.
     store = sandbox(coupons=50, customers=600, orders=1500, products=600, latency_ms=10, quota=30, window_ms=400)
-    run = run_tap(workdir, store.config(max_workers=8, page_size=20, **FAST))
+    config = store.config(max_workers=8, page_size=20, **FAST)
+    run = run_tap(workdir, config, catalog=catalog_of(workdir, config))
     assert run.returncode == 0, run.stderr
     assert "last pages put aside" in run.stderr
     assert [r for r in store.requests if r["status"] == 429] == []
@@ -225,7 +228,8 @@ def test_many_splits_emit_every_record_exactly_once(workdir, sandbox, bounds):
     # again while their pages are in flight: no record may come out twice, or not at all, and
     # the bookmark must reach the newest record even when an early range finishes last.
     store = sandbox(exclusive_bounds=bounds, coupons=100, customers=1200, orders=3000, products=1200, latency_ms=15, quota=10**6)
-    run = run_tap(workdir, store.config(max_workers=16, page_size=20, **FAST))
+    config = store.config(max_workers=16, page_size=20, **FAST)
+    run = run_tap(workdir, config, catalog=catalog_of(workdir, config))
     assert run.returncode == 0, run.stderr
     for name, ids in ids_by_stream(store).items():
         assert sorted(run.ids(name)) == sorted(ids), name
