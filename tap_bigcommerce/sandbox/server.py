@@ -53,6 +53,7 @@ import math
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -390,6 +391,11 @@ class _Server(ThreadingHTTPServer):
         self.connections: set = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def handle_error(self, request, client_address):
+        """A client that went away (a killed tap) is not an error worth a traceback; others are."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

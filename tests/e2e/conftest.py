@@ -30,10 +30,11 @@ def pytest_terminal_summary(terminalreporter):
     streams = sorted({stream for counts in ROW_COUNTS.values() for stream in counts})
     dests = sorted(ROW_COUNTS)
     terminalreporter.section("rows loaded per stream per destination")
-    terminalreporter.write_line(f"{'stream':<10}" + "".join(f"{d:>18}" for d in dests))
+    width = max(len(stream) for stream in streams)
+    terminalreporter.write_line(f"{'stream':<{width}}" + "".join(f"{d:>22}" for d in dests))
     for stream in streams:
         terminalreporter.write_line(
-            f"{stream:<10}" + "".join(f"{ROW_COUNTS[d].get(stream, '-'):>18}" for d in dests))
+            f"{stream:<{width}}" + "".join(f"{ROW_COUNTS[d].get(stream, '-'):>22}" for d in dests))
 
 
 def unavailable(reason):

@@ -22,6 +22,9 @@ STREAMS = ("coupons", "customers", "orders", "products")  # the sandbox's own li
 INCREMENTAL = ("customers", "orders", "products")
 ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons", "refunds")
 ALL_STREAMS = STREAMS + ORDER_FAMILY
+# Bookmarked on date_modified (the order family shares the orders bookmark); refunds are bookmarked on
+# created and re-read over the refund look-back window; coupons are a full table.
+MODIFIED = INCREMENTAL + ORDER_FAMILY[:3]
 UTC = dt.timezone.utc
 LOGGER = logging.getLogger("e2e")
 
@@ -126,6 +129,32 @@ def run_pipeline(workdir, label, config_path, catalog_path, target_argv, state=N
                 text = [line for line in path.read_text().splitlines() if not any(n in line for n in noise)]
                 tails.append(f"--- {name} (last lines) ---\n" + "\n".join(text[-25:]))
         raise AssertionError(f"{label}: pipeline exited {result.returncode}\n{script}\n" + "\n".join(tails))
+    return run
+
+
+def killed_pipeline(workdir, label, config_path, catalog_path, target_argv, stream, after_states):
+    """Run the tap, kill it (SIGKILL) once it has written `after_states` STATE messages after its first
+    `stream` record, and feed the target every line the tap wrote before it died, as a pipe into a
+    target would; return a Run. Fails if the tap finished first: a kill that never happens tests nothing."""
+    workdir = Path(workdir)
+    run = Run(workdir, label)
+    tap = [tap_executable(), "--config", str(config_path), "--catalog", str(catalog_path)]
+    states, started = 0, False
+    with open(workdir / f"{label}.tap.err", "w") as err, open(run.tap_out, "w") as out:
+        process = subprocess.Popen(tap, stdout=subprocess.PIPE, stderr=err, text=True)
+        for line in process.stdout:
+            out.write(line)
+            message = json.loads(line)
+            started = started or (message["type"] == "RECORD" and message["stream"] == stream)
+            states += started and message["type"] == "STATE"
+            if states == after_states:
+                process.kill()
+                break
+        process.stdout.close()
+        process.wait(timeout=60)
+    assert states == after_states, f"{label}: the tap finished after {states} STATE messages, before the kill"
+    with open(run.tap_out) as feed, open(run.target_out, "w") as out, open(workdir / f"{label}.target.err", "w") as err:
+        subprocess.run([str(a) for a in target_argv], stdin=feed, stdout=out, stderr=err, check=True, timeout=300)
     return run
 
 
@@ -255,7 +284,12 @@ def store_records(sb, stream):
 
 def change_store(sb, count):
     """Edit `count` records and create a few in every list the sandbox holds, and add two refunds;
-    returns {stream: ids changed} (an edited order changes its first line's quantity too)."""
+    returns {stream: ids changed}, the changed orders' children included (an edited order changes its
+    first line's quantity too)."""
     changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3)) for stream in STREAMS}
-    changed["refunds"] = {refund["id"] for refund in sb.add_refunds(2)}
+    refunds = sb.add_refunds(2)
+    changed["refunds"] = {refund["id"] for refund in refunds}
+    changed["orders"] |= {refund["order_id"] for refund in refunds}  # a refund modifies its order
+    for stream in ORDER_FAMILY[:3]:  # an order's children travel with it
+        changed[stream] = {r["id"] for r in store_records(sb, stream) if r["order_id"] in changed["orders"]}
     return changed
