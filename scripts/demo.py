@@ -1,4 +1,5 @@
-"""The demo: a sandbox store, discovery, a sync into target-jsonl, a few edits, an incremental sync.
+"""The demo: a sandbox store, discovery, a sync into target-jsonl (orders with their line items,
+shipping consignments, coupons and refunds), revenue by product, a few edits, an incremental sync.
 
 Run by `make demo`. Needs the tap's .venv and .venvs/target-jsonl (make builds both).
 """
@@ -6,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 from tap_bigcommerce.sandbox import Sandbox, SandboxOptions
@@ -42,9 +44,22 @@ def sync(label, config_path, catalog_path, state_path=None):
     state_file = folder / "state.json"
     state_file.write_text(json.dumps(last_state, indent=2))
     print(f"\n{label}: records per stream (files in {folder}/, state in {state_file})")
-    for stream in ("coupons", "customers", "orders", "products"):
-        print(f"  {stream:<10} {counts[stream]:>6}")
+    streams = [entry["tap_stream_id"] for entry in json.loads(Path(catalog_path).read_text())["streams"]]
+    for stream in sorted(streams):
+        print(f"  {stream:<24} {counts[stream]:>6}")
     return state_file
+
+
+def top_products(folder, count=5):
+    """Revenue by product from the line items target-jsonl wrote: the question the data is for."""
+    revenue, units = Counter(), Counter()
+    with open(folder / "order_line_items.jsonl") as lines:
+        for line in map(json.loads, lines):
+            revenue[line["product_id"]] += Decimal(line["total_inc_tax"])
+            units[line["product_id"]] += line["quantity"]
+    print(f"\ndemo: top {count} products by revenue, from {folder}/order_line_items.jsonl")
+    for product_id, total in revenue.most_common(count):
+        print(f"  product {product_id:<6} {units[product_id]:>5} units  {total:>12,.2f}")
 
 
 def main():
@@ -59,11 +74,13 @@ def main():
             subprocess.run([str(TAP), "--config", str(config), "--discover"], stdout=handle, check=True)
         print(f"demo: discovered the catalog into {catalog}")
         state = sync("first-run", config, catalog)
+        top_products(OUT / "first-run")
         edited = store.edit("orders", count=3) + store.edit("customers", count=2)
         created = store.create("products", 2)
         print(f"\ndemo: edited orders and customers {edited}, created products {created} in the sandbox")
         final = sync("incremental-run", config, catalog, state)
-        print(f"\ndemo: the incremental run read only what changed since the bookmark; final state: {final}")
+        print("\ndemo: the incremental run read only what changed since the bookmark (coupons, a full table,"
+              f" are read whole; refunds from 7 days before their bookmark); final state: {final}")
 
 
 if __name__ == "__main__":

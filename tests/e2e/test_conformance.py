@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from e2e_pipeline import ROOT, discover, run_pipeline
+from e2e_pipeline import ALL_STREAMS, ROOT, change_store, discover, run_pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -43,9 +43,10 @@ def test_tap_output_passes_singer_check_tap_first_run_and_from_state(sandbox, st
     first = run_pipeline(workdir, "check1", workdir / "config.json", catalog, checker)
     report = first.target_out.read_text()
     assert "The output is valid." in report, report
+    assert {m["stream"] for m in first.messages() if m["type"] == "RECORD"} == set(ALL_STREAMS)
     print(report)
 
-    sb.edit("orders", count=3)
+    change_store(sb, 3)
     second = run_pipeline(workdir, "check2", workdir / "config.json", catalog, checker,
                           state=first.tap_last_state())
     assert "The output is valid." in second.target_out.read_text()
