@@ -1,19 +1,23 @@
 """Benchmark tap-bigcommerce against the in-process sandbox store (issue 4).
 
-Three scenarios, each against a Sandbox started here, with the tap run as a subprocess whose
+Four scenarios, each against a Sandbox started here, with the tap run as a subprocess whose
 stdout is counted by a reader thread and whose CPU time and peak RSS come from os.wait4 in a small launcher process:
 
 1. rate-bound: the full store, 300 ms latency, quota 50 per 3 s window. Wall time against the
    quota bound (ceil(N / quota) - 1) x window, where N = sum over streams of ceil(records / 250).
+   Run again with order line items, shipping consignments and refunds selected (issue 12).
 2. cpu-bound: the same store, no latency, no quota. Records per second and CPU seconds per 10,000
    records for this tap, and for tap-bigcommerce 1.1.3 from PyPI (its own virtualenv under
    .venvs/, pointed at the sandbox by scripts/bench_shim/) on the streams both read.
-3. memory: peak RSS of an orders-only sync of 10,000 orders against one of 100,000.
+3. memory: peak RSS of an orders-only sync of 10,000 orders against one of 100,000, and of the
+   same with line items, shipping consignments and refunds.
+4. the order family (issue 12): requests by kind, records and CPU for a full sync of 5,000 orders
+   with every order stream, against tap-bigcommerce 1.1.3's orders on the same store.
 
 Then one profiled run of this tap (per-thread cProfile on thread CPU time), summarised by where
 the CPU goes. Usage:
 
-    .venv/bin/python scripts/benchmark.py [--quick] [--sequential] [--only rate,cpu,memory,profile]
+    .venv/bin/python scripts/benchmark.py [--quick] [--sequential] [--only rate,cpu,memory,family,profile]
 """
 import argparse
 import contextlib
@@ -22,6 +26,7 @@ import json
 import math
 import os
 import pstats
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +50,8 @@ RECORD_MARKERS = (b'"type":"RECORD"', b'"type": "RECORD"')  # this tap (orjson),
 NO_QUOTA = 10**9
 ONE_SECOND = timedelta(seconds=1)
 STREAM_NAMES = ("coupons", "customers", "orders", "products")  # the scenarios that compare rounds
+CHILDREN = ("order_line_items", "order_shipping_addresses")  # taken from the orders pages themselves
+FAMILY = ("orders",) + CHILDREN + ("order_coupons", "refunds")
 
 
 @dataclass(frozen=True)
@@ -255,21 +262,26 @@ def sandbox_process(workdir, label, **options):
         proc.wait(30)
 
 
-def rate_bound(sizes, workdir, workers, timeout_s):
-    """Scenario 1: full store, latency and a small quota; returns a result dict."""
-    total = sum(sizes.store.values())
-    with sandbox_process(workdir, "rate", latency_ms=sizes.latency_ms, quota=sizes.quota,
+def rate_bound(sizes, workdir, workers, timeout_s, streams=STREAM_NAMES):
+    """Scenario 1: full store, latency and a small quota; returns a result dict.
+
+    With the order family's children and refunds selected, N also counts the refunds pages (read
+    from the request log: the store decides how many refunds there are)."""
+    total = sum(sizes.store.values()) if streams == STREAM_NAMES else None
+    label = f"rate-{workers}-{len(streams)}"
+    with sandbox_process(workdir, label, latency_ms=sizes.latency_ms, quota=sizes.quota,
                          window_ms=sizes.window_ms, **sizes.store) as (config, log_path):
-        config = write_json(workdir, f"rate-config-{workers}.json", dict(config, max_workers=workers))
-        catalog = our_catalog(workdir, config, STREAM_NAMES)
-        run = run_child([TAP, "--config", config, "--catalog", catalog], timeout_s, workdir, f"rate-{workers}").check(
-            f"rate-bound, max_workers={workers}", total)
+        config = write_json(workdir, f"{label}-config.json", dict(config, max_workers=workers))
+        catalog = our_catalog(workdir, config, streams)
+        run = run_child([TAP, "--config", config, "--catalog", catalog], timeout_s, workdir, label).check(
+            f"rate-bound, max_workers={workers}, {len(streams)} streams", total)
         log = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
-    n = pages_needed(sizes.store)
+    kinds = request_kinds(log)
+    n = pages_needed(sizes.store) + kinds.get("refunds pages", 0) + kinds.get("products per order", 0)
     bound = (math.ceil(n / sizes.quota) - 1) * sizes.window_ms / 1000.0
     times = [entry["time"] for entry in log]
     return {
-        "max_workers": workers, "records": run.records, "wall_s": run.wall_s,
+        "streams": len(streams), "max_workers": workers, "records": run.records, "wall_s": run.wall_s,
         "requests": len(log), "n": n, "r429": sum(1 for entry in log if entry["status"] == 429),
         "bound_s": bound, "ratio": run.wall_s / bound if bound else float("nan"),
         "first_to_last_request_s": (max(times) - min(times)) if times else 0.0,
@@ -326,6 +338,47 @@ def cpu_bound(sizes, workdir, with_old, timeout_s):
     return rows, startup
 
 
+REQUEST_KINDS = (  # (kind, path pattern) for the order family's requests in the sandbox's log
+    ("orders pages", re.compile(r"/v2/orders\Z")),
+    ("products per order", re.compile(r"/v2/orders/\d+/products\Z")),
+    ("coupons per order", re.compile(r"/v2/orders/\d+/coupons\Z")),
+    ("shipping addresses per order", re.compile(r"/v2/orders/\d+/shipping_?addresses\Z")),
+    ("consignments per order", re.compile(r"/v2/orders/\d+/consignments\Z")),
+    ("fees per order", re.compile(r"/v2/orders/\d+/fees\Z")),
+    ("refunds pages", re.compile(r"/v3/orders/payment_actions/refunds\Z")),
+)
+
+
+def request_kinds(log):
+    """{kind: answered requests (2xx)} over a request log (every other path counts as "other")."""
+    counts = {}
+    for entry in log:
+        if not entry["status"] or entry["status"] >= 300:
+            continue
+        kind = next((name for name, pattern in REQUEST_KINDS if pattern.search(entry["path"])), "other")
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def family(sizes, workdir, with_old, timeout_s):
+    """Scenario 4: a full sync of `old_orders` orders with every order stream, request by request,
+    against tap-bigcommerce 1.1.3's orders on the same store; returns [(tap, ChildRun, kinds)]."""
+    rows = []
+    store = {"orders": sizes.old_orders, "customers": 0, "products": 0, "coupons": 0}
+    taps = [("this tap", [TAP], our_catalog, FAMILY, timeout_s)]
+    if with_old:
+        taps.append((f"tap-bigcommerce {OLD_VERSION}", [OLD_PYTHON, SHIM], old_catalog, ("orders",), timeout_s * 3))
+    for tap, argv, make_catalog, streams, limit in taps:
+        label = "family-" + tap.split()[-1]
+        with sandbox_process(workdir, label, quota=NO_QUOTA, window_ms=1000, **store) as (config, log_path):
+            config_path = write_json(workdir, f"{label}-config.json", config)
+            catalog = make_catalog(workdir, config_path, streams)
+            run = run_child(argv + ["--config", config_path, "--catalog", catalog], limit, workdir, label).check(tap)
+            log = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
+        rows.append((tap, run, request_kinds(log)))
+    return rows
+
+
 def iso(moment):
     """An aware datetime as 2024-01-31T00:00:00Z."""
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -338,16 +391,17 @@ def sandbox_dates(sandbox, stream):
     return [parsedate_to_datetime(record["date_modified"]) for record in sandbox.records(stream)]
 
 
-def memory(sizes, workdir, timeout_s):
-    """Scenario 3: peak RSS of an orders-only sync at two store sizes."""
+def memory(sizes, workdir, timeout_s, streams=("orders",)):
+    """Scenario 3: peak RSS of a sync of these order streams at two store sizes."""
     rows = []
     for count in sizes.memory_orders:
-        with sandbox_process(workdir, f"mem-{count}", quota=NO_QUOTA, window_ms=1000, orders=count, customers=0,
+        label = f"mem-{count}-{len(streams)}"
+        with sandbox_process(workdir, label, quota=NO_QUOTA, window_ms=1000, orders=count, customers=0,
                              products=0, coupons=0) as (config, _):
-            config = write_json(workdir, f"mem-config-{count}.json", config)
-            catalog = our_catalog(workdir, config, ["orders"])
+            config = write_json(workdir, f"{label}-config.json", config)
+            catalog = our_catalog(workdir, config, streams)
             run = run_child([TAP, "--config", config, "--catalog", catalog], timeout_s, workdir,
-                            f"mem-{count}").check(f"memory {count}", count)
+                            label).check(f"memory {count}", count if streams == ("orders",) else None)
         rows.append((count, run))
     return rows
 
@@ -474,7 +528,7 @@ def main(argv=None):
     parser.add_argument("--sequential", action="store_true",
                         help="also run the rate-bound scenario with max_workers=1 (about N x latency)")
     parser.add_argument("--no-old", action="store_true", help=f"skip tap-bigcommerce {OLD_VERSION}")
-    parser.add_argument("--only", default="rate,cpu,memory,profile", help="comma-separated scenarios")
+    parser.add_argument("--only", default="rate,cpu,memory,family,profile", help="comma-separated scenarios")
     parser.add_argument("--profile-child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.profile_child:
@@ -489,13 +543,16 @@ def main(argv=None):
             results = [rate_bound(sizes, workdir, default_workers(), timeout)]
             if args.sequential:
                 results.append(rate_bound(sizes, workdir, 1, timeout * 2))
+            results.append(rate_bound(sizes, workdir, default_workers(), timeout * 2,
+                                      STREAM_NAMES + CHILDREN + ("refunds",)))
             print(f"\n1. rate-bound: latency {sizes.latency_ms} ms, quota {sizes.quota} per "
-                  f"{sizes.window_ms / 1000:g} s")
-            print(f"{'max_workers':>11} {'records':>8} {'wall s':>7} {'requests':>8} {'N':>5} {'429s':>5} "
-                  f"{'bound s':>7} {'ratio':>6}")
+                  f"{sizes.window_ms / 1000:g} s (streams: 4 = the four lists; 7 = with line items, "
+                  "shipping consignments and refunds)")
+            print(f"{'streams':>7} {'max_workers':>11} {'records':>8} {'wall s':>7} {'requests':>8} {'N':>5} "
+                  f"{'429s':>5} {'bound s':>7} {'ratio':>6}")
             for r in results:
-                print(f"{r['max_workers']:>11} {r['records']:>8} {r['wall_s']:7.1f} {r['requests']:>8} "
-                      f"{r['n']:>5} {r['r429']:>5} {r['bound_s']:7.1f} {r['ratio']:6.2f}")
+                print(f"{r['streams']:>7} {r['max_workers']:>11} {r['records']:>8} {r['wall_s']:7.1f} "
+                      f"{r['requests']:>8} {r['n']:>5} {r['r429']:>5} {r['bound_s']:7.1f} {r['ratio']:6.2f}")
             print(f"(target: ratio <= 1.15, no 429; one page at a time would take about "
                   f"{results[0]['sequential_estimate_s']:.0f} s)", flush=True)
         if "cpu" in only:
@@ -522,15 +579,33 @@ def main(argv=None):
                           f"{cpu_ratio(rows, label, old):.3f} gross (target <= 0.333)")
             print(f"('written' < 'records' for {OLD_VERSION}: it drops records that fail its schema)", flush=True)
         if "memory" in only:
-            rows = memory(sizes, workdir, timeout)
-            print("\n3. memory: orders only, peak RSS of the tap process")
-            print(f"{'orders':>8} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>11}")
-            for count, run in rows:
-                print(f"{count:>8} {run.wall_s:7.1f} {run.cpu_s:7.2f} {run.maxrss_mb:11.1f}")
-            small, large = rows[0][1].maxrss_mb, rows[-1][1].maxrss_mb
-            print(f"growth {large / small - 1:+.1%} (target within 10%)", flush=True)
+            print("\n3. memory: peak RSS of the tap process")
+            print(f"{'streams':>30} {'orders':>8} {'records':>8} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>11}")
+            for streams in (("orders",), ("orders",) + CHILDREN + ("refunds",)):
+                rows = memory(sizes, workdir, timeout * 2, streams)
+                name = "orders" if len(streams) == 1 else "orders, line items, ship., refunds"
+                for count, run in rows:
+                    print(f"{name:>30} {count:>8} {run.records:>8} {run.wall_s:7.1f} {run.cpu_s:7.2f} "
+                          f"{run.maxrss_mb:11.1f}")
+                small, large = rows[0][1].maxrss_mb, rows[-1][1].maxrss_mb
+                print(f"{name}: growth {large / small - 1:+.1%} (target within 10%)", flush=True)
+        if "family" in only:
+            rows = family(sizes, workdir, not args.no_old, timeout)
+            print(f"\n4. the order family: a full sync of {sizes.old_orders} orders, no latency, no quota")
+            kinds = [name for name, _ in REQUEST_KINDS] + ["other"]
+            print(f"{'requests':30}" + "".join(f"{tap:>24}" for tap, _, _ in rows))
+            for kind in kinds + ["all requests"]:
+                print(f"{kind:30}" + "".join(
+                    f"{sum(counts.values()) if kind == 'all requests' else counts.get(kind, 0):>24}" for _, _, counts in rows))
+            print(f"{'requests per order':30}" + "".join(f"{sum(c.values()) / sizes.old_orders:>24.3f}" for _, _, c in rows))
+            print(f"{'records written':30}" + "".join(f"{run.records:>24}" for _, run, _ in rows))
+            print(f"{'CPU s (per 10k orders)':30}" + "".join(
+                f"{f'{run.cpu_s:.2f} ({run.cpu_s / sizes.old_orders * 10_000:.1f})':>24}" for _, run, _ in rows))
+            print("(this tap: orders with line items, shipping consignments, order coupons and refunds; "
+                  f"{OLD_VERSION}: orders, fetching each sub-resource link an order carries, the first 50 of each)",
+                  flush=True)
         if "profile" in only:
-            print("\n4. profile of this tap (all four streams, no latency, no quota)")
+            print("\n5. profile of this tap (all four streams, no latency, no quota)")
             print(profile(sizes, workdir, timeout), flush=True)
     return 0
 

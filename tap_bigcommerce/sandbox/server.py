@@ -749,7 +749,8 @@ class Sandbox:
                 return "orders", lambda p: self._orders(p, count=True), False
             if rest == "/time":
                 return None, lambda p: (200, orjson.dumps({"time": int(time.time())})), False
-            sub = re.fullmatch(r"/orders/(\d+)/(products|shipping_addresses|shippingaddresses|coupons)", rest)
+            sub = re.fullmatch(r"/orders/(\d+)/(products|shipping_addresses|shippingaddresses|coupons|consignments|fees)",
+                               rest)
             if sub:
                 return "orders", lambda p: self._order_sub(int(sub.group(1)), sub.group(2), p), True
             return None
@@ -856,12 +857,20 @@ class Sandbox:
         return self._v2_list([self._encoded("coupons", rec) for rec in page_of(select(data, flt), page, limit)])
 
     def _order_sub(self, order_id: int, kind: str, pairs: list) -> tuple[int, bytes]:
-        """GET /v2/orders/{id}/products|shipping_addresses|coupons: small lists derived from the order."""
-        query = Query(pairs, "v2", {"page", "limit"}, self.options.strict)
+        """GET /v2/orders/{id}/products|shipping_addresses|coupons: small lists derived from the order;
+        /consignments (the consignments object, line items as links unless include= asks for them)
+        and /fees ({"fees": [...]}), which are not paged."""
+        query = Query(pairs, "v2", {"page", "limit", "include"}, self.options.strict)
         page, limit = query.page_limit()
         rec = self.store.streams["orders"].by_id.get(order_id)
         if rec is None:
             raise ApiError(404, "The requested resource was not found.")
+        link = f"{self.base_url}/stores/{self.options.store_hash}/v2/orders/{rec.id}"
+        if kind == "consignments":
+            full = "consignments.line_items" in query.include({"consignments.line_items"})
+            return 200, orjson.dumps(self.store.consignments(rec, link, full))
+        if kind == "fees":
+            return 200, orjson.dumps({"fees": self.store.fees(rec)})
         if kind == "products":
             rows = self.store.order_lines(rec)
         elif kind == "coupons":

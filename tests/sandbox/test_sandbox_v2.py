@@ -204,6 +204,19 @@ def test_order_sub_resources(store):
     assert client.session.get(order["products"]["url"], headers={"X-Auth-Token": "sandbox-token"}).json() == lines
 
 
+def test_order_consignments_and_fees_endpoints_match_what_the_list_embeds(store):
+    sandbox, client = store
+    for order in sandbox.records("orders", sandbox.order_tokens(["consignments.line_items", "fees"], "object"))[:20]:
+        whole = client.get(f"v2/orders/{order['id']}/consignments", {"include": "consignments.line_items"}).json()
+        assert whole == order["consignments"]
+        linked = client.get(f"v2/orders/{order['id']}/consignments").json()
+        assert all(set(line) == {"url", "resource"} for c in linked["shipping"] for line in c["line_items"])
+        assert client.get(f"v2/orders/{order['id']}/fees").json() == {"fees": order["fees"]}
+    legacy = sandbox.records("orders")[0]
+    assert legacy["consignments"]["resource"] == f"/orders/{legacy['id']}/consignments"
+    assert client.get("v2/orders/99999/fees").status_code == 404
+
+
 def test_time_endpoint(store):
     _, client = store
     import time
