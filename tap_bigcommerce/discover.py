@@ -3,7 +3,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from tap_bigcommerce.streams import STREAMS
+from tap_bigcommerce.streams import BASE_SCOPES, STREAMS
 
 
 def _schema_dir():
@@ -21,12 +21,13 @@ def load_schema(stream):
 
 def stream_metadata(stream, schema):
     """Standard Singer metadata for a stream, derived from its row, never typed by hand."""
+    base = stream.scope in BASE_SCOPES  # a stream needing another scope is opted into
     root = {
         "table-key-properties": [stream.key],
         "forced-replication-method": stream.replication_method,
         "inclusion": "available",
-        "selected": True,
-        "selected-by-default": True,
+        "selected": base,
+        "selected-by-default": base,
     }
     if stream.replication_key:
         root["valid-replication-keys"] = [stream.replication_key]

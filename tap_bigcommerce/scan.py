@@ -17,6 +17,7 @@ happen only at the second the scan stands on, and are skipped by id.
     the scan moves to the next second.
   - id_order: a whole table, or one second, in id order with the stream's keyset (min_id,
     id:greater or the customers' after cursor), never by page number.
+  - paged_table: a table whose endpoint has page numbers only, read again until two reads agree.
   - created_window: an insert-only stream (refunds) over [lower, upper] of its creation date,
     by page number: the only paging its endpoint has. That is safe because the endpoint lists
     in ascending id order (documented) and has no delete, so new records only add pages at the
@@ -255,6 +256,50 @@ def _window_reader(source, job, stream, last_id):
         moments = moments_of(stream, page.records, job.lower - ONE_SECOND, job.upper + ONE_SECOND, ordered=False)
         fresh = [r for r, moment in zip(page.records, moments) if job.lower <= moment <= job.upper]
         return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids), last_id=previous)
+
+    return read
+
+
+PASSES = 5  # reads of a page-numbered table before it is called too busy to read whole
+
+
+def paged_table(source, job):
+    """Read whole a table that has page numbers only (no id keyset; maybe no sort); yields a Read per page.
+
+    A delete while we page moves every later record up, and one may slip onto a page already
+    read. So a table that takes more than one page is read again until two reads in a row list
+    the same ids: a read that missed a record because of a delete also listed the deleted one,
+    which the next read does not. Each record is handed out the first time it is seen.
+    """
+    stream = source.stream_of(job)
+    handed, previous = set(), None
+    for _ in range(PASSES):
+        listed, page = set(), 1
+        while True:
+            got = source.fetch(job, {"page": page}, _paged_reader(source, job, stream, handed, listed), by_id=True)
+            yield got
+            if not got.has_more:
+                break
+            page += 1
+        if page == 1 or listed == previous:
+            return
+        previous = listed
+    raise ApiError(f"{stream.name}: the table changed during each of {PASSES} reads by page number, so none can "
+                   "be trusted to be whole; stopping rather than risk a gap (run the sync again later).")
+
+
+def _paged_reader(source, job, stream, handed, listed):
+    """The function that turns one page of a page-numbered table into a Read of its new records."""
+
+    def read(page):
+        ids = [record.get("id") for record in page.records]
+        if any(not isinstance(rid, int) for rid in ids):
+            raise ApiError(f"{stream.name}: the store returned a record without a whole-number id; "
+                           "stopping rather than risk a gap.")
+        listed.update(ids)
+        fresh = [record for record in page.records if record["id"] not in handed]
+        handed.update(record["id"] for record in fresh)
+        return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids))
 
     return read
 

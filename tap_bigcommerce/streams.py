@@ -19,6 +19,11 @@ FULL_TABLE = "full_table"  # the whole table in id order, every sync; a table ve
 CHILD = "child"  # records inside each record of the parent's pages; no request, the parent's bookmark
 PER_PARENT = "per_parent"  # a sub-resource fetched for each parent record that has some; the parent's bookmark
 CREATED = "created"  # insert-only records by creation date, page by page, re-reading a lookback window
+PAGED = "paged"  # a table with page numbers only: read whole, and again until two reads list the same ids
+
+# The four read-only scopes every API account for this tap has; a stream that needs another is
+# left unselected by discovery, so a sync with no catalog edits works with those four.
+BASE_SCOPES = ("Customers", "Marketing", "Orders", "Products")
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class Stream:
     @property
     def replication_method(self):
         """The Singer replication method its kind amounts to."""
-        return "FULL_TABLE" if self.kind == FULL_TABLE else "INCREMENTAL"
+        return "FULL_TABLE" if self.kind in (FULL_TABLE, PAGED) else "INCREMENTAL"
 
     @property
     def family(self):
@@ -128,6 +133,24 @@ STREAMS = (
         # No sort, no id range, no documented paging data: pages in id order (documented), created
         # bounded by the sync's start, a lookback re-read for payments that settle later.
         kind=CREATED, replication_key="created", date_filter=V3_CREATED,
+    ),
+    Stream(
+        "brands", api="v3", path="catalog/brands", scope="Products",
+        # No dates; no sort by id either (name only), so the id order the keyset needs is checked
+        # on every page rather than asked for.
+        kind=FULL_TABLE, id_keyset=ID_GREATER,
+    ),
+    Stream(
+        "customer_groups", api="v2", path="customer_groups", scope="Customers",
+        # Page numbers only: no id filter and no sort.
+        kind=PAGED,
+    ),
+    Stream(
+        "channels", api="v3", path="channels", scope="Channel settings",
+        # Page numbers only; without status:in the API leaves out archived, deleted and terminated
+        # channels, which old orders still point at.
+        kind=PAGED,
+        params=(("status:in", "prelaunch,active,inactive,connected,disconnected,archived,deleted,terminated"),),
     ),
 )
 

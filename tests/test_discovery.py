@@ -11,13 +11,16 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
     assert run.returncode == 0, run.stderr
     catalog = json.loads(run.stdout)
     entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
-    assert sorted(entries) == ["coupons", "customers", "order_coupons", "order_line_items",
-                               "order_shipping_addresses", "orders", "products", "refunds"]
-    replication_keys = {"coupons": None, "refunds": "created"}
+    assert sorted(entries) == ["brands", "channels", "coupons", "customer_groups", "customers", "order_coupons",
+                               "order_line_items", "order_shipping_addresses", "orders", "products", "refunds"]
+    replication_keys = {"coupons": None, "refunds": "created", "brands": None, "customer_groups": None,
+                        "channels": None}
     for name, entry in entries.items():
         root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
         assert root["table-key-properties"] == ["id"]
-        assert root["selected"] is True and root["selected-by-default"] is True
+        # channels needs the Channel settings scope, beyond the four every account has: opted into.
+        default = name != "channels"
+        assert root["selected"] is default and root["selected-by-default"] is default, name
         assert root.get("parent-tap-stream-id") == ("orders" if name.startswith("order_") else None), name
         fields = {tuple(m["breadcrumb"]): m["metadata"] for m in entry["metadata"] if m["breadcrumb"]}
         assert set(fields) == {("properties", f) for f in entry["schema"]["properties"]}
@@ -26,7 +29,8 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
         if key is None:
             assert root["forced-replication-method"] == "FULL_TABLE"
             assert "valid-replication-keys" not in root
-            assert "date_modified" not in entry["schema"]["properties"]
+            if name in ("coupons", "brands"):  # no dates in the API at all
+                assert "date_modified" not in entry["schema"]["properties"]
         else:
             assert root["forced-replication-method"] == "INCREMENTAL"
             assert root["valid-replication-keys"] == [key]

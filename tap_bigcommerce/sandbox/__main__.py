@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--customers", type=int, default=150)
     add("--orders", type=int, default=400)
     add("--products", type=int, default=120)
+    add("--brands", type=int, default=40)
+    add("--customer-groups", type=int, default=3)
+    add("--channels", type=int, default=4)
     add("--quota", type=int, default=150, help="requests per window (default 150)")
     add("--window-ms", type=int, default=30000, help="rate-limit window in ms (default 30000)")
     add("--latency-ms", type=float, default=0, help="delay before every answer")
@@ -71,7 +74,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     options = SandboxOptions(
         seed=args.seed, coupons=args.coupons, customers=args.customers, orders=args.orders,
-        products=args.products, quota=args.quota, window_ms=args.window_ms, latency_ms=args.latency_ms,
+        products=args.products, brands=args.brands, customer_groups=args.customer_groups,
+        channels=args.channels, quota=args.quota, window_ms=args.window_ms, latency_ms=args.latency_ms,
         error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         fault_seed=args.fault_seed, faults_at=dict(args.fault_at), same_second=dict(args.same_second),
         store_hash=args.store_hash, token=args.token, strict=not args.lenient, host=args.host,

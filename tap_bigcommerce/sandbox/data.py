@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence
 
 UTC = dt.timezone.utc
-STREAMS = ("coupons", "customers", "orders", "products")
+STREAMS = ("coupons", "customers", "orders", "products", "brands", "customer_groups", "channels")
+CHANNEL_STATUSES = ("active", "active", "inactive", "prelaunch", "connected", "disconnected", "archived", "deleted",
+                    "terminated")
 DATA_START = dt.datetime(2023, 1, 1, tzinfo=UTC)
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -172,6 +174,8 @@ def _attrs(stream: str, seed: int, rid: int) -> tuple:
         return (FIRST_NAMES[seed % len(FIRST_NAMES)], LAST_NAMES[(seed >> 8) % len(LAST_NAMES)])
     if stream == "coupons":
         return ("".join(_CODE_LETTERS[(seed >> (5 * n)) & 31] for n in range(8)) + str(rid),)
+    if stream in ("brands", "customer_groups", "channels"):
+        return ()
     name = f"{ADJECTIVES[seed % len(ADJECTIVES)]} {NOUNS[(seed >> 8) % len(NOUNS)]} {rid}"
     price = ((seed >> 16) % 49800 + 199) / 100
     return (name, f"SKU-{rid:05d}", price, (seed >> 32) % 501, (seed >> 42) % 10 != 0, (seed >> 48) % 901)
@@ -199,6 +203,10 @@ class StoreData:
         self.start = min(DATA_START, self.end - dt.timedelta(days=30))
         self.streams = {name: StreamData(name) for name in STREAMS}
         counts = spec.counts or {}
+        # What other records point at: products at brands, customers at groups, orders at channels.
+        self.brand_count = int(counts.get("brands", 0))
+        self.group_count = int(counts.get("customer_groups", 0))
+        self.channel_count = max(int(counts.get("channels", 0)), 1)
         same = spec.same_second or {}
         for number, name in enumerate(STREAMS):
             self._generate(number, name, int(counts.get(name, 0)), int(same.get(name, 0)))
@@ -280,7 +288,43 @@ class StoreData:
             return self.coupon(rec)
         if stream == "customers":
             return self.customer(rec, set(include))
+        if stream in self._SMALL:
+            return getattr(self, self._SMALL[stream])(rec)
         return self.product(rec, set(include))
+
+    _SMALL = {"brands": "brand", "customer_groups": "customer_group", "channels": "channel"}
+
+    def brand(self, rec: Record) -> dict:
+        """Serialize a brand as GET /v3/catalog/brands does (no dates: the API has none)."""
+        rng = self._rng(rec)
+        name = f"{rng.choice(ADJECTIVES)} {rng.choice(LAST_NAMES)} {rec.id}"
+        slug = name.lower().replace(" ", "-")
+        return {"id": rec.id, "name": name, "page_title": name if rec.version == 0 else f"{name} (edited)",
+                "meta_keywords": [slug], "meta_description": "", "search_keywords": slug.replace("-", ","),
+                "image_url": rng.choice(("", f"https://cdn.example.com/brands/{slug}.png")),
+                "custom_url": {"url": f"/brands/{slug}/", "is_customized": False}}
+
+    def customer_group(self, rec: Record) -> dict:
+        """Serialize a customer group as GET /v2/customer_groups does (dates as its reference shows them)."""
+        rng = self._rng(rec)
+        return {"id": rec.id, "name": f"{rng.choice(('Wholesale', 'VIP', 'Staff', 'Retail'))} {rec.id}",
+                "is_default": rec.id == 1, "category_access": {"type": "all"},
+                "discount_rules": [{"type": "all", "method": "percent", "amount": f"{rng.randint(1, 30)}.0000"}],
+                "date_created": rec.created.strftime("%Y-%m-%d %H:%M:%S"),
+                "date_modified": rec.modified.strftime("%Y-%m-%d %H:%M:%S"), "is_group_for_guests": False}
+
+    def channel(self, rec: Record) -> dict:
+        """Serialize a channel as GET /v3/channels does; channel 1 is always the storefront."""
+        rng = self._rng(rec)
+        first = rec.id == 1
+        kind, platform = ("storefront", "bigcommerce") if first else rng.choice(
+            (("marketplace", "amazon"), ("marketplace", "ebay"), ("pos", "square"), ("storefront", "wordpress")))
+        return {"id": rec.id, "external_id": "" if first else f"ext-{rec.seed % 100000}",
+                "is_listable_from_ui": True, "is_enabled": first or rng.random() < 0.7, "is_visible": True,
+                "status": "active" if first else CHANNEL_STATUSES[rec.seed % len(CHANNEL_STATUSES)],
+                "name": "Default storefront" if first else f"{platform.title()} {rec.id}", "type": kind,
+                "platform": platform, "date_created": iso_z(rec.created), "date_modified": iso_z(rec.modified),
+                "icon_url": f"https://cdn.example.com/channels/{platform}.svg"}
 
     @staticmethod
     def _rng(rec: Record, salt: int = 0) -> random.Random:
@@ -484,7 +528,8 @@ class StoreData:
             "customer_message": "", "discount_amount": money(coupon), "coupon_discount": money(coupon),
             "shipping_address_count": addresses, "is_deleted": False, "ebay_order_id": "0",
             "is_email_opt_in": rng.random() < 0.3, "credit_card_type": None,
-            "order_source": rng.choice(("www", "www", "manual", "iphone", "external")), "channel_id": 1,
+            "order_source": rng.choice(("www", "www", "manual", "iphone", "external")),
+            "channel_id": 1 + _mix(rec.seed, 3) % self.channel_count,
             "external_source": None, "external_id": None, "external_merchant_id": None,
             "external_order_id": "", "tax_provider_id": "BasicTaxProvider", "customer_locale": "en",
             "billing_address": bill,
@@ -558,7 +603,7 @@ class StoreData:
             "phone": rng.choice(("", f"555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}")),
             "registration_ip_address": f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
             "notes": f"Edited {rec.version} time(s)" if rec.version else "",
-            "tax_exempt_category": "", "customer_group_id": rng.choice((0, 0, 1, 2)),
+            "tax_exempt_category": "", "customer_group_id": rng.choice((0, 0, 1, 2)) % (self.group_count + 1),
             "date_created": iso_z(rec.created), "date_modified": iso_z(rec.modified),
             "address_count": len(addresses), "attribute_count": len(attributes),
             "authentication": {"force_password_reset": False},
@@ -590,7 +635,7 @@ class StoreData:
             "weight": rng.randint(0, 20), "width": 0, "depth": 0, "height": 0, "price": price,
             "cost_price": round(price / 2, 2), "retail_price": round(price * 1.2, 2), "sale_price": 0,
             "map_price": 0, "tax_class_id": 0, "product_tax_code": "", "calculated_price": price,
-            "categories": sorted(rng.sample(range(18, 40), 2)), "brand_id": rng.randint(0, 40),
+            "categories": sorted(rng.sample(range(18, 40), 2)), "brand_id": rng.randint(0, 40) % (self.brand_count + 1),
             "option_set_id": None, "option_set_display": "right", "inventory_level": inventory,
             "inventory_warning_level": 0, "inventory_tracking": rng.choice(("none", "product", "variant")),
             "reviews_rating_sum": 0, "reviews_count": 0, "total_sold": sold, "fixed_cost_shipping_price": 0,

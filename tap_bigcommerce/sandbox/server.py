@@ -66,10 +66,13 @@ import orjson
 from tap_bigcommerce.sandbox.data import STREAMS, Record, StoreData, StoreSpec, StreamData, now_utc
 
 ALL_SCOPES = ("store_v2_marketing_read_only", "store_v2_orders_read_only",
-              "store_v2_customers_read_only", "store_v2_products_read_only")
+              "store_v2_customers_read_only", "store_v2_products_read_only", "store_channel_settings_read_only")
 SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_orders_read_only",
             "customers": "store_v2_customers_read_only", "products": "store_v2_products_read_only",
-            "refunds": "store_v2_orders_read_only"}
+            "refunds": "store_v2_orders_read_only", "brands": "store_v2_products_read_only",
+            "customer_groups": "store_v2_customers_read_only", "channels": "store_channel_settings_read_only"}
+CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
+                           "terminated"}
 ERROR_TYPE = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
 FAULTS = ("500", "502", "503", "504", "drop", "truncate", "429", "429-bare",
           "html", "no-meta", "null-date", "stall", "redirect")
@@ -94,6 +97,7 @@ class Change:
     create: int = 0
     delete: int = 0
     edit_ids: Optional[Sequence[int]] = None
+    delete_ids: Optional[Sequence[int]] = None
 
 
 @dataclass
@@ -105,6 +109,9 @@ class SandboxOptions:
     customers: int = 150
     orders: int = 400
     products: int = 120
+    brands: int = 40
+    customer_groups: int = 3
+    channels: int = 4
     quota: int = 150
     window_ms: int = 30000
     latency_ms: float = 0
@@ -128,6 +135,11 @@ class SandboxOptions:
     refunds: Optional[int] = None  # refunds on random orders; None: one per ten orders
     embedded_line_cap: Optional[int] = None  # cut each consignment's embedded line items to this many
     embedded_line_warning: bool = False  # and say so in a __warning__ key
+
+
+def _plus(value: Optional[int], step: int) -> Optional[int]:
+    """value + step, or None."""
+    return None if value is None else value + step
 
 
 class ApiError(Exception):
@@ -452,7 +464,8 @@ class Sandbox:
         self.store = StoreData(StoreSpec(
             seed=opts.seed,
             counts={"coupons": opts.coupons, "customers": opts.customers, "orders": opts.orders,
-                    "products": opts.products, "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
+                    "products": opts.products, "brands": opts.brands, "customer_groups": opts.customer_groups,
+                    "channels": opts.channels, "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
             same_second=opts.same_second, data_end=opts.data_end))
         self.tokens = {opts.token: set(ALL_SCOPES)}
         self.tokens.update({token: set(scopes) for token, scopes in opts.tokens.items()})
@@ -625,6 +638,8 @@ class Sandbox:
                 if change.stream == "refunds":
                     self.add_refunds(change.create)
                     continue
+                if change.delete_ids is not None:
+                    self.delete(change.stream, ids=change.delete_ids)
                 self.delete(change.stream, count=change.delete)
                 if change.edit_ids is not None:
                     self.edit(change.stream, ids=change.edit_ids)
@@ -749,6 +764,8 @@ class Sandbox:
                 return "orders", lambda p: self._orders(p, count=True), False
             if rest == "/time":
                 return None, lambda p: (200, orjson.dumps({"time": int(time.time())})), False
+            if rest == "/customer_groups":
+                return "customer_groups", self._customer_groups, True
             sub = re.fullmatch(r"/orders/(\d+)/(products|shipping_addresses|shippingaddresses|coupons|consignments|fees)",
                                rest)
             if sub:
@@ -760,6 +777,10 @@ class Sandbox:
             return "products", self._products, True
         if rest == "/orders/payment_actions/refunds":
             return "refunds", self._refunds, True
+        if rest == "/catalog/brands":
+            return "brands", self._brands, True
+        if rest == "/channels":
+            return "channels", self._channels, True
         return None
 
     def _bounds(self, stream: str, query: "Query", low: str, high: str, **kwargs) -> tuple:
@@ -992,6 +1013,49 @@ class Sandbox:
             raise ApiError(422, f"The direction value '{direction}' is not valid.", {"direction": direction})
         matching = list(select(self.store.streams["products"], flt, sort_name, direction == "desc", keys[sort_name]))
         envelope = self._v3_page("products", matching, page, limit, include)
+        envelope.pop("_rows")
+        return 200, orjson.dumps(envelope)
+
+    def _brands(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/catalog/brands: id filters and page numbers; sort by name only (id order by default)."""
+        names = {"page", "limit", "sort", "direction", "id:greater", "id:less", "id:min", "id:max", "id:in", "name"}
+        query = Query(pairs, "v3", names, self.options.strict)
+        page, limit = query.page_limit()
+        low = [v for v in (query.integer("id:min"), _plus(query.integer("id:greater"), 1)) if v is not None]
+        high = [v for v in (query.integer("id:max"), _plus(query.integer("id:less"), -1)) if v is not None]
+        flt = Filter(id_min=max(low) if low else None, id_max=min(high) if high else None,
+                     id_in=query.id_list("id:in"))
+        sort_name, direction = query.get("sort"), query.get("direction") or "asc"
+        if sort_name not in (None, "name") or direction not in ("asc", "desc"):
+            raise ApiError(422, "The sort value is not valid: brands sort by name only.", {"sort": sort_name})
+        key = (lambda r: self._serialize("brands", r)["name"]) if sort_name else None
+        matching = list(select(self.store.streams["brands"], flt, sort_name or "id", direction == "desc", key))
+        return self._v3_body("brands", matching, page, limit)
+
+    def _customer_groups(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v2/customer_groups: page numbers in id order; no id filter, no sort."""
+        query = Query(pairs, "v2", {"page", "limit", "name", "is_default"}, self.options.strict)
+        page, limit = query.page_limit()
+        data = self.store.streams["customer_groups"]
+        return self._v2_list([self._encoded("customer_groups", rec) for rec in page_of(select(data, Filter()),
+                                                                                        page, limit)])
+
+    def _channels(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/channels: page numbers; without status:in the archived, deleted and terminated
+        channels are left out, as the reference says of its default."""
+        query = Query(pairs, "v3", {"page", "limit", "status:in", "type:in", "platform:in", "available"},
+                      self.options.strict)
+        page, limit = query.page_limit()
+        wanted = [part for part in (query.get("status:in") or "").split(",") if part]
+        if set(wanted) - CHANNEL_FILTER_STATUSES:
+            raise ApiError(422, "The status:in value is not valid.", {"status:in": ",".join(wanted)})
+        statuses = set(wanted) or CHANNEL_FILTER_STATUSES - {"archived", "deleted", "terminated"}
+        flt = Filter(extra=lambda r: self._serialize("channels", r)["status"] in statuses)
+        return self._v3_body("channels", list(select(self.store.streams["channels"], flt)), page, limit)
+
+    def _v3_body(self, stream: str, matching: list, page: int, limit: int) -> tuple[int, bytes]:
+        """One page of a page-number v3 listing, as an answer."""
+        envelope = self._v3_page(stream, matching, page, limit, [])
         envelope.pop("_rows")
         return 200, orjson.dumps(envelope)
 

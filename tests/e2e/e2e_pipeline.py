@@ -18,10 +18,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = Path(os.environ.get("VENVS", ROOT / ".venvs"))
-STREAMS = ("coupons", "customers", "orders", "products")  # the sandbox's own lists, which it can edit
+STREAMS = ("coupons", "customers", "orders", "products")
 INCREMENTAL = ("customers", "orders", "products")
 ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons", "refunds")
-ALL_STREAMS = STREAMS + ORDER_FAMILY
+TABLES = ("brands", "customer_groups", "channels")  # what products, customers and orders point at
+ALL_STREAMS = STREAMS + ORDER_FAMILY + TABLES
+FULL_TABLES = ("coupons",) + TABLES  # read whole every run
 # Bookmarked on date_modified (the order family shares the orders bookmark); refunds are bookmarked on
 # created and re-read over the refund look-back window; coupons are a full table.
 MODIFIED = INCREMENTAL + ORDER_FAMILY[:3]
@@ -63,14 +65,20 @@ def write_json(path, value):
 
 
 def discover(workdir, config):
-    """Run discovery; return the catalog path. Every stream is selected by default."""
+    """Run discovery; return the catalog path, with every stream selected (channels, which needs a
+    scope beyond the usual four, is opted into as a user with that scope would)."""
     workdir = Path(workdir)
     config_path = write_json(workdir / "config.json", config)
     catalog = workdir / "catalog.json"
-    with open(catalog, "w") as out, open(workdir / "discover.err", "w") as err:
-        subprocess.run([tap_executable(), "--config", config_path, "--discover"],
-                       stdout=out, stderr=err, check=True, timeout=120)
-    return str(catalog)
+    with open(workdir / "discover.err", "w") as err:
+        found = subprocess.run([tap_executable(), "--config", config_path, "--discover"],
+                               stdout=subprocess.PIPE, stderr=err, check=True, timeout=120).stdout
+    entries = json.loads(found)
+    for entry in entries["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = True
+    return write_json(catalog, entries)
 
 
 class Run:
@@ -286,7 +294,7 @@ def change_store(sb, count):
     """Edit `count` records and create a few in every list the sandbox holds, and add two refunds;
     returns {stream: ids changed}, the changed orders' children included (an edited order changes its
     first line's quantity too)."""
-    changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3)) for stream in STREAMS}
+    changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3)) for stream in STREAMS + TABLES}
     refunds = sb.add_refunds(2)
     changed["refunds"] = {refund["id"] for refund in refunds}
     changed["orders"] |= {refund["order_id"] for refund in refunds}  # a refund modifies its order

@@ -22,7 +22,13 @@ NESTED = {"orders": [("billing_address", dict), ("consignments", dict), ("fees",
           "customers": [("authentication", dict)], "products": [("custom_url", dict)],
           "coupons": [("applies_to", dict)], "order_line_items": [("applied_discounts", list)],
           "order_shipping_addresses": [("form_fields", list)], "order_coupons": [],
-          "refunds": [("items", list), ("payments", list)]}
+          "refunds": [("items", list), ("payments", list)], "brands": [("custom_url", dict)],
+          "customer_groups": [("discount_rules", list)], "channels": []}
+
+# What the reference tables are for: joins. Each pair of (table, key, table, name) joins a
+# record to what it points at; the test checks every row of the join against the store.
+JOINS = (("products", "brand_id", "brands", "name"), ("customers", "customer_group_id", "customer_groups", "name"),
+         ("orders", "channel_id", "channels", "name"))
 
 # The README's example: revenue by product, from line items of orders that are not incomplete (0),
 # cancelled (5) or declined (6). Money arrives as the API sends it (v2: decimal strings), so cast.
@@ -152,7 +158,20 @@ def test_warehouse_holds_every_record_once_through_a_kill_and_upserts_changes(de
     assert changed["refunds"] <= {r["id"] for r in second.records("refunds")}
     if destination.name == "postgres":
         check_revenue_by_product(destination.server, sb)
+        check_joins(destination.server, sb)
     record_rows(f"target-{destination.name}", counts)
+
+
+def check_joins(server, sb):
+    """Products to brands, customers to groups, orders to channels: every row joins as in the store."""
+    for table, key, target, name in JOINS:
+        names = {record["id"]: record[name] for record in sb.records(target)}
+        want = {record["id"]: names.get(record[key]) for record in sb.records(table)}
+        got = {row["id"]: row["name"] for row in server.query_json(
+            f'SELECT t.id, r."{name}" AS name FROM {SCHEMA}."{table}" t LEFT JOIN {SCHEMA}."{target}" r '
+            f'ON r.id = t."{key}"')}
+        assert got == want, f"{table} -> {target}: {sum(got.get(k) != v for k, v in want.items())} rows differ"
+        assert any(want.values()) and len(set(want.values())) > 1, f"{table} -> {target}: nothing to join"
 
 
 def check_revenue_by_product(server, sb):

@@ -33,7 +33,7 @@ def test_unknown_store_hash_path_and_methods(make_store):
     assert client.get("v2/orders/").status_code == 404
     assert client.get("v2/brands").status_code == 404
     assert client.get("v3/customers/").status_code == 403
-    assert client.get("v3/catalog/brands").status_code == 404
+    assert client.get("v3/catalog/widgets").status_code == 404
     resp = client.session.post(client.url("v2/orders"), json={}, headers={"X-Auth-Token": "sandbox-token"})
     assert resp.status_code == 405
 
