@@ -84,6 +84,23 @@ def start_tap(workdir, config, state=None, stderr=subprocess.DEVNULL, catalog=No
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=_env())
 
 
+def kill_after(process, states):
+    """Read a started tap's messages and SIGKILL it at its `states`-th STATE. Returns what a target
+    would have committed (every message up to the last STATE seen) and how many STATEs came."""
+    kept, pending, seen = [], [], 0
+    for line in process.stdout:
+        pending.append(json.loads(line))
+        if pending[-1]["type"] == "STATE":
+            # A target commits what came before a STATE; whatever follows it is lost with the kill.
+            kept.extend(pending)
+            pending, seen = [], seen + 1
+            if seen == states:
+                process.kill()
+                break
+    process.wait()
+    return kept, seen
+
+
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from tap_harness import FAST, catalog_of, run_tap, start_tap
+from tap_harness import FAST, catalog_of, kill_after, run_tap, start_tap
 from tap_bigcommerce.sandbox import Change
 
 FAMILY = ("orders", "order_line_items", "order_shipping_addresses", "order_coupons", "refunds")
@@ -113,17 +113,8 @@ def test_a_killed_family_sync_resumes_without_loss(workdir, sandbox, bounds):
     store = sandbox(exclusive_bounds=bounds, coupons=1, customers=1, orders=2000, products=1, latency_ms=10)
     config = store.config(max_workers=4, page_size=50, **FAST)
     catalog = catalog_of(workdir, config, FAMILY)
-    process = start_tap(workdir, config, catalog=catalog)
-    kept, pending, states = [], [], 0
-    for line in process.stdout:
-        message = json.loads(line)
-        pending.append(message)
-        if message["type"] == "STATE":
-            kept, pending, states = kept + pending, [], states + 1
-            if states == 15:
-                process.kill()
-                break
-    process.wait()
+    kept, states = kill_after(start_tap(workdir, config, catalog=catalog), 15)
+    assert states == 15, "the sync finished before the kill"
     state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
     family_marks = {name: state["bookmarks"].get(name) for name in FAMILY[:4]}
     assert len({json.dumps(mark, sort_keys=True) for mark in family_marks.values()}) == 1  # one shared bookmark

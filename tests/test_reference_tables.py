@@ -1,8 +1,7 @@
 """Reference tables (brands by id keyset; customer groups and channels by page number) against
 the sandbox: every record once, whatever is deleted, created or edited while they are read."""
-import json
 
-from tap_harness import FAST, catalog_of, run_tap, start_tap
+from tap_harness import FAST, catalog_of, kill_after, run_tap, start_tap
 from tap_bigcommerce.sandbox import Change
 
 TABLES = ("brands", "customer_groups", "channels")
@@ -76,15 +75,7 @@ def test_a_killed_sync_of_the_tables_resumes_without_loss(workdir, sandbox):
     store = sandbox(**SMALL, brands=400, customer_groups=40, channels=30, latency_ms=5)
     config = store.config(page_size=10, max_workers=2, **FAST)
     catalog = catalog_of(workdir, config, TABLES)
-    process = start_tap(workdir, config, catalog=catalog)
-    kept, states = [], 0
-    for line in process.stdout:
-        kept.append(json.loads(line))
-        states += kept[-1]["type"] == "STATE"
-        if states == 12:
-            process.kill()
-            break
-    process.wait()
+    kept, states = kill_after(start_tap(workdir, config, catalog=catalog), 12)
     assert states == 12, "the sync finished before the kill"
     state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
     resumed = run_tap(workdir, config, catalog=catalog, state=state)

@@ -6,7 +6,7 @@ import pytest
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
 
-from tap_harness import FAST, STREAM_NAMES, catalog_of, grouped, ids_by_stream, run_tap, start_tap
+from tap_harness import FAST, STREAM_NAMES, catalog_of, grouped, ids_by_stream, kill_after, run_tap, start_tap
 from tap_bigcommerce.sandbox import Change
 
 # The lossless tests run against inclusive date bounds (the filtering guide's >= and <=) and
@@ -168,20 +168,8 @@ def test_killed_sync_resumes_from_last_state_without_loss(workdir, sandbox, boun
     present = ids_by_stream(store)
     config = store.config(max_workers=4, page_size=50, **FAST)
     catalog = catalog_of(workdir, config)
-    process = start_tap(workdir, config, catalog=catalog)
-    kept, pending, states = [], [], 0
-    for line in process.stdout:
-        message = json.loads(line)
-        pending.append(message)
-        if message["type"] == "STATE":
-            # A target commits what came before a STATE; whatever follows it is lost with the kill.
-            kept.extend(pending)
-            pending = []
-            states += 1
-            if states == 30:
-                process.kill()
-                break
-    process.wait()
+    kept, states = kill_after(start_tap(workdir, config, catalog=catalog), 30)
+    assert states == 30, "the sync finished before the kill"
     last_state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
     assert any(name in last_state["bookmarks"] for name in STREAM_NAMES)
     resumed = run_tap(workdir, config, state=last_state, catalog=catalog)
