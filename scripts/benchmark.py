@@ -281,7 +281,7 @@ def rate_bound(sizes, workdir, workers, timeout_s, streams=STREAM_NAMES):
     bound = (math.ceil(n / sizes.quota) - 1) * sizes.window_ms / 1000.0
     times = [entry["time"] for entry in log]
     return {
-        "streams": len(streams), "max_workers": workers, "records": run.records, "wall_s": run.wall_s,
+        "streams": len(streams), "max_workers": workers, "records": run.records, "cpu_s": run.cpu_s, "wall_s": run.wall_s,
         "requests": len(log), "n": n, "r429": sum(1 for entry in log if entry["status"] == 429),
         "bound_s": bound, "ratio": run.wall_s / bound if bound else float("nan"),
         "first_to_last_request_s": (max(times) - min(times)) if times else 0.0,
@@ -548,10 +548,10 @@ def main(argv=None):
             print(f"\n1. rate-bound: latency {sizes.latency_ms} ms, quota {sizes.quota} per "
                   f"{sizes.window_ms / 1000:g} s (streams: 4 = the four lists; 7 = with line items, "
                   "shipping consignments and refunds)")
-            print(f"{'streams':>7} {'max_workers':>11} {'records':>8} {'wall s':>7} {'requests':>8} {'N':>5} "
-                  f"{'429s':>5} {'bound s':>7} {'ratio':>6}")
+            print(f"{'streams':>7} {'max_workers':>11} {'records':>8} {'wall s':>7} {'tap CPU s':>9} {'requests':>8} "
+                  f"{'N':>5} {'429s':>5} {'bound s':>7} {'ratio':>6}")
             for r in results:
-                print(f"{r['streams']:>7} {r['max_workers']:>11} {r['records']:>8} {r['wall_s']:7.1f} "
+                print(f"{r['streams']:>7} {r['max_workers']:>11} {r['records']:>8} {r['wall_s']:7.1f} {r['cpu_s']:9.1f} "
                       f"{r['requests']:>8} {r['n']:>5} {r['r429']:>5} {r['bound_s']:7.1f} {r['ratio']:6.2f}")
             print(f"(target: ratio <= 1.15, no 429; one page at a time would take about "
                   f"{results[0]['sequential_estimate_s']:.0f} s)", flush=True)
