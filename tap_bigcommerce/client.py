@@ -29,6 +29,7 @@ import urllib3.exceptions
 from tap_bigcommerce import metrics
 from tap_bigcommerce.errors import ApiError, Stopped
 from tap_bigcommerce.pacing import Flow, Pacer, Turns, int_header
+from tap_bigcommerce.streams import SINGLE
 
 LOGGER = logging.getLogger(__name__)
 RETRY_STATUSES = {500, 502, 503, 504}
@@ -209,9 +210,14 @@ class Client:
 
 
 def _v2_page(stream, body, limit):
-    """v2 answers a bare array, and 204 (body None) past the end."""
+    """v2 answers a bare array, and 204 (body None) past the end; a single-record stream one object."""
     if body is None:
         return Page([], False)
+    if stream.kind == SINGLE:
+        if not isinstance(body, dict):
+            raise ApiError(f"{stream.name}: the store answered with {type(body).__name__} where one JSON object "
+                           "was expected.")
+        return Page([body], False)
     if not isinstance(body, list):
         raise ApiError(f"{stream.name}: the store answered with {type(body).__name__} where a JSON array was expected.")
     return Page(body, len(body) >= limit)

@@ -16,7 +16,8 @@ bookmark rule of each stream kind lives here:
   - full table: while the table is read, the state holds the table version and the last id
     written, so a killed sync resumes after it with the same version; ACTIVATE_VERSION ends a
     finished read (and also starts the very first one, so the table exists while it fills).
-    A table read by page numbers has no last id to resume after: a killed read starts over.
+    A table read by page numbers has no last id to resume after: a killed read starts over; a
+    single-record stream (the store) is a table of one row.
 """
 import logging
 import time
@@ -26,7 +27,7 @@ from typing import Optional
 from tap_bigcommerce import metrics
 from tap_bigcommerce.config import bookmark_start, date_ranges
 from tap_bigcommerce.scan import ONE_SECOND
-from tap_bigcommerce.streams import CREATED, FULL_TABLE, INCREMENTAL, PAGED
+from tap_bigcommerce.streams import CREATED, FULL_TABLE, INCREMENTAL, PAGED, SINGLE
 from tap_bigcommerce.transform import format_datetime, parse_datetime
 
 LOGGER = logging.getLogger(__name__)
@@ -329,7 +330,8 @@ def _unwritten(jobs, floor):
     return left
 
 
-_RULES = {INCREMENTAL: _DateBookmark, FULL_TABLE: _TableVersion, CREATED: _CreatedWindow, PAGED: _TableVersion}
+_RULES = {INCREMENTAL: _DateBookmark, FULL_TABLE: _TableVersion, CREATED: _CreatedWindow, PAGED: _TableVersion,
+          SINGLE: _TableVersion}
 
 
 def _rule(run):

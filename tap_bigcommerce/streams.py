@@ -20,6 +20,7 @@ CHILD = "child"  # records inside each record of the parent's pages; no request,
 PER_PARENT = "per_parent"  # a sub-resource fetched for each parent record that has some; the parent's bookmark
 CREATED = "created"  # insert-only records by creation date, page by page, re-reading a lookback window
 PAGED = "paged"  # a table with page numbers only: read whole, and again until two reads list the same ids
+SINGLE = "single"  # one object, not a list: one record per sync
 
 # The four read-only scopes every API account for this tap has; a stream that needs another is
 # left unselected by discovery, so a sync with no catalog edits works with those four.
@@ -74,7 +75,7 @@ class Stream:
     @property
     def replication_method(self):
         """The Singer replication method its kind amounts to."""
-        return "FULL_TABLE" if self.kind in (FULL_TABLE, PAGED) else "INCREMENTAL"
+        return "FULL_TABLE" if self.kind in (FULL_TABLE, PAGED, SINGLE) else "INCREMENTAL"
 
     @property
     def family(self):
@@ -151,6 +152,11 @@ STREAMS = (
         # channels, which old orders still point at.
         kind=PAGED,
         params=(("status:in", "prelaunch,active,inactive,connected,disconnected,archived,deleted,terminated"),),
+    ),
+    Stream(
+        "store", api="v2", path="store", scope="Information & settings",
+        # The store's settings: its plan, currency, time zone, default channel. Its id is text.
+        kind=SINGLE,
     ),
 )
 

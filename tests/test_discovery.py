@@ -12,14 +12,15 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
     catalog = json.loads(run.stdout)
     entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
     assert sorted(entries) == ["brands", "channels", "coupons", "customer_groups", "customers", "order_coupons",
-                               "order_line_items", "order_shipping_addresses", "orders", "products", "refunds"]
+                               "order_line_items", "order_shipping_addresses", "orders", "products", "refunds",
+                               "store"]
     replication_keys = {"coupons": None, "refunds": "created", "brands": None, "customer_groups": None,
-                        "channels": None}
+                        "channels": None, "store": None}
     for name, entry in entries.items():
         root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
         assert root["table-key-properties"] == ["id"]
-        # channels needs the Channel settings scope, beyond the four every account has: opted into.
-        default = name != "channels"
+        # channels and store need scopes beyond the four every account has: they are opted into.
+        default = name not in ("channels", "store")
         assert root["selected"] is default and root["selected-by-default"] is default, name
         assert root.get("parent-tap-stream-id") == ("orders" if name.startswith("order_") else None), name
         fields = {tuple(m["breadcrumb"]): m["metadata"] for m in entry["metadata"] if m["breadcrumb"]}

@@ -85,6 +85,19 @@ def test_a_killed_sync_of_the_tables_resumes_without_loss(workdir, sandbox):
         assert set(_truth(store, stream)) <= before | set(resumed.ids(stream)), stream
 
 
+def test_the_store_is_one_record_each_sync(workdir, sandbox):
+    store = sandbox(**SMALL)
+    first = _sync(workdir, store, ["store"])
+    assert first.returncode == 0, first.stderr
+    assert first.records("store") == [dict(store.store_info(), id="sandbox")]
+    # A table of one row: the first sync activates its version at once and again when read.
+    assert [m["type"] for m in first.messages if m["type"] != "STATE"] == \
+        ["SCHEMA", "ACTIVATE_VERSION", "RECORD", "ACTIVATE_VERSION"]
+    second = _sync(workdir, store, ["store"], state=first.last_state)
+    assert second.returncode == 0 and len(second.records("store")) == 1
+    assert [r["params"] for r in store.requests if r["path"].endswith("/v2/store")] == [[], []]
+
+
 def test_channels_without_its_scope_name_the_scope(workdir, sandbox):
     store = sandbox(**SMALL, tokens={"narrow": ["store_v2_products_read_only", "store_v2_customers_read_only"]})
     config = dict(store.config(**FAST), access_token="narrow")

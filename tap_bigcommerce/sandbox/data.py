@@ -294,6 +294,32 @@ class StoreData:
 
     _SMALL = {"brands": "brand", "customer_groups": "customer_group", "channels": "channel"}
 
+    def store_info(self, store_hash: str, base_url: str) -> dict:
+        """The store's settings (GET /v2/store): one object; its id is the store hash, as text."""
+        rng = random.Random(_mix(self.seed, 99))
+        name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} Shop"
+        return {
+            "id": store_hash, "account_uuid": f"{_mix(self.seed, 98):032x}"[:32], "domain": "shop.example.com",
+            "secure_url": "https://shop.example.com",
+            "control_panel_base_url": f"https://store-{store_hash}.mybigcommerce.com",
+            "status": "live", "name": name, "first_name": "Jane", "last_name": "Doe",
+            "address": "1 Main Street, Austin, Texas 78751", "country": "United States", "country_code": "US",
+            "phone": "555-000-0000", "admin_email": "owner@example.com", "order_email": "orders@example.com",
+            "favicon_url": "https://cdn.example.com/favicon.ico",
+            "timezone": {"name": "America/Chicago", "raw_offset": -21600, "dst_offset": -18000, "dst_correction": True,
+                         "date_format": {"display": "M jS Y", "export": "M jS Y", "extended_display": "M jS Y @ g:i A"}},
+            "language": "en", "currency": "USD", "currency_symbol": "$", "decimal_separator": ".",
+            "thousands_separator": ",", "decimal_places": 2, "currency_symbol_location": "left",
+            "weight_units": "LBS", "dimension_units": "Inches", "dimension_decimal_places": 2,
+            "dimension_decimal_token": ".", "dimension_thousands_token": ",", "plan_name": "Plus",
+            "plan_level": "Plus", "plan_is_trial": False, "industry": "Home & Garden", "logo": [],
+            "is_price_entered_with_tax": False, "store_id": 1000000 + self.seed, "default_site_id": 1000,
+            "default_channel_id": 1, "active_comparison_modules": [],
+            "features": {"stencil_enabled": True, "sitewidehttps_enabled": True, "facebook_catalog_id": "",
+                         "checkout_type": "optimized", "wishlists_enabled": True,
+                         "graphql_storefront_api_enabled": True, "shopper_consent_tracking_enabled": False,
+                         "multi_storefront_enabled": True}}
+
     def brand(self, rec: Record) -> dict:
         """Serialize a brand as GET /v3/catalog/brands does (no dates: the API has none)."""
         rng = self._rng(rec)

@@ -66,11 +66,13 @@ import orjson
 from tap_bigcommerce.sandbox.data import STREAMS, Record, StoreData, StoreSpec, StreamData, now_utc
 
 ALL_SCOPES = ("store_v2_marketing_read_only", "store_v2_orders_read_only",
-              "store_v2_customers_read_only", "store_v2_products_read_only", "store_channel_settings_read_only")
+              "store_v2_customers_read_only", "store_v2_products_read_only", "store_channel_settings_read_only",
+              "store_v2_information_read_only")
 SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_orders_read_only",
             "customers": "store_v2_customers_read_only", "products": "store_v2_products_read_only",
             "refunds": "store_v2_orders_read_only", "brands": "store_v2_products_read_only",
-            "customer_groups": "store_v2_customers_read_only", "channels": "store_channel_settings_read_only"}
+            "customer_groups": "store_v2_customers_read_only", "channels": "store_channel_settings_read_only",
+            "store": "store_v2_information_read_only"}
 CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
                            "terminated"}
 ERROR_TYPE = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
@@ -766,6 +768,8 @@ class Sandbox:
                 return None, lambda p: (200, orjson.dumps({"time": int(time.time())})), False
             if rest == "/customer_groups":
                 return "customer_groups", self._customer_groups, True
+            if rest == "/store":
+                return "store", self._store_info, True
             sub = re.fullmatch(r"/orders/(\d+)/(products|shipping_addresses|shippingaddresses|coupons|consignments|fees)",
                                rest)
             if sub:
@@ -1052,6 +1056,15 @@ class Sandbox:
         statuses = set(wanted) or CHANNEL_FILTER_STATUSES - {"archived", "deleted", "terminated"}
         flt = Filter(extra=lambda r: self._serialize("channels", r)["status"] in statuses)
         return self._v3_body("channels", list(select(self.store.streams["channels"], flt)), page, limit)
+
+    def _store_info(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v2/store: one object, no parameters."""
+        Query(pairs, "v2", set(), self.options.strict)
+        return 200, orjson.dumps(self.store_info())
+
+    def store_info(self) -> dict:
+        """The store's settings as GET /v2/store serves them (edited by edit_store())."""
+        return self.store.store_info(self.options.store_hash, self.base_url)
 
     def _v3_body(self, stream: str, matching: list, page: int, limit: int) -> tuple[int, bytes]:
         """One page of a page-number v3 listing, as an answer."""

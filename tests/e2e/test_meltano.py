@@ -78,7 +78,7 @@ def test_meltano_run_twice_resumes_from_saved_state(sandbox, store_size, tool, t
                 f"{stream}: the second run ignored Meltano's saved state"
             assert len(new) <= len(changed[stream]) + 2, f"{stream}: {len(new)} records re-sent, expected the changes"
         elif stream in FULL_TABLES:
-            assert len(new) == len(sb.records(stream)), f"{stream} is a full table: every record again"
+            assert len(new) == len(store_records(sb, stream)), f"{stream} is a full table: every record again"
         counts[stream] = len({r["id"] for r in lines})
     after = json.loads(meltano(binary, project, env, "state", "get", STATE_ID).strip().splitlines()[-1])
     assert after["singer_state"]["bookmarks"]["orders"] != bookmarks["orders"]
