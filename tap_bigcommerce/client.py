@@ -210,17 +210,14 @@ class Client:
 
 
 def _v2_page(stream, body, limit):
-    """v2 answers a bare array, and 204 (body None) past the end; a single-record stream one object."""
+    """v2 answers a bare array, and 204 (body None) past the end; a SINGLE stream may answer one object."""
     if body is None:
         return Page([], False)
-    if stream.kind == SINGLE:
-        if not isinstance(body, dict):
-            raise ApiError(f"{stream.name}: the store answered with {type(body).__name__} where one JSON object "
-                           "was expected.")
+    if stream.kind == SINGLE and isinstance(body, dict):
         return Page([body], False)
     if not isinstance(body, list):
         raise ApiError(f"{stream.name}: the store answered with {type(body).__name__} where a JSON array was expected.")
-    return Page(body, len(body) >= limit)
+    return Page(body, stream.kind != SINGLE and len(body) >= limit)  # a SINGLE list comes whole
 
 
 def _v3_page(stream, body, limit):

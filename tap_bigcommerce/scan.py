@@ -18,7 +18,7 @@ happen only at the second the scan stands on, and are skipped by id.
   - id_order: a whole table, or one second, in id order with the stream's keyset (min_id,
     id:greater or the customers' after cursor), never by page number.
   - paged_table: a table whose endpoint has page numbers only, read again until two reads agree.
-  - single_record: a stream that is one object, read in one request.
+  - single_record: a stream that comes whole in one answer (one object, or a short list).
   - created_window: an insert-only stream (refunds) over [lower, upper] of its creation date,
     by page number: the only paging its endpoint has. That is safe because the endpoint lists
     in ascending id order (documented) and has no delete, so new records only add pages at the
@@ -306,12 +306,13 @@ def _paged_reader(source, job, stream, handed, listed):
 
 
 def single_record(source, job):
-    """Read a stream that is one object (the store's settings); yields the one Read."""
+    """Read a stream that comes whole in one answer (the store's settings, the order statuses);
+    yields the one Read."""
     stream = source.stream_of(job)
 
     def read(page):
-        if any(record.get(stream.key) in (None, "") for record in page.records):
-            raise ApiError(f"{stream.name}: the store's answer has no {stream.key}; stopping.")
+        if any(not isinstance(record, dict) or record.get(stream.key) in (None, "") for record in page.records):
+            raise ApiError(f"{stream.name}: the store's answer has a record without an {stream.key}; stopping.")
         return Read(source.encode(job, page.records), len(page.records), False, len(page.records))
 
     yield source.fetch(job, {}, read, by_id=True)

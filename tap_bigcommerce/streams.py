@@ -20,7 +20,7 @@ CHILD = "child"  # records inside each record of the parent's pages; no request,
 PER_PARENT = "per_parent"  # a sub-resource fetched for each parent record that has some; the parent's bookmark
 CREATED = "created"  # insert-only records by creation date, page by page, re-reading a lookback window
 PAGED = "paged"  # a table with page numbers only: read whole, and again until two reads list the same ids
-SINGLE = "single"  # one object, not a list: one record per sync
+SINGLE = "single"  # one request, no paging: one object (a record per sync) or a whole short list
 
 # The four read-only scopes every API account for this tap has; a stream that needs another is
 # left unselected by discovery, so a sync with no catalog edits works with those four.
@@ -152,6 +152,19 @@ STREAMS = (
         # channels, which old orders still point at.
         kind=PAGED,
         params=(("status:in", "prelaunch,active,inactive,connected,disconnected,archived,deleted,terminated"),),
+    ),
+    Stream(
+        "gift_certificates", api="v2", path="gift_certificates", scope="Marketing",
+        # No date_modified, and balance and status change silently: the whole table each sync.
+        kind=FULL_TABLE, id_keyset=MIN_ID, sort_by_id=(("sort", "id"), ("direction", "asc")),
+    ),
+    Stream(
+        "currencies", api="v2", path="currencies", scope="Information & settings",
+        kind=PAGED,  # page numbers only
+    ),
+    Stream(
+        "order_statuses", api="v2", path="order_statuses", scope="Orders",
+        kind=SINGLE,  # the whole list in one answer; the endpoint takes no parameters
     ),
     Stream(
         "store", api="v2", path="store", scope="Information & settings",

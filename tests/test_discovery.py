@@ -11,18 +11,20 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
     assert run.returncode == 0, run.stderr
     catalog = json.loads(run.stdout)
     entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
-    assert sorted(entries) == ["brands", "channels", "coupons", "customer_groups", "customers", "order_coupons",
-                               "order_line_items", "order_shipping_addresses", "orders", "products", "refunds",
-                               "store"]
-    replication_keys = {"coupons": None, "refunds": "created", "brands": None, "customer_groups": None,
-                        "channels": None, "store": None}
+    assert sorted(entries) == ["brands", "channels", "coupons", "currencies", "customer_groups", "customers",
+                               "gift_certificates", "order_coupons", "order_line_items", "order_shipping_addresses",
+                               "order_statuses", "orders", "products", "refunds", "store"]
+    full_tables = ("coupons", "brands", "customer_groups", "channels", "store", "gift_certificates", "currencies",
+                   "order_statuses")
+    replication_keys = dict({name: None for name in full_tables}, refunds="created")
     for name, entry in entries.items():
         root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
         assert root["table-key-properties"] == ["id"]
-        # channels and store need scopes beyond the four every account has: they are opted into.
-        default = name not in ("channels", "store")
+        # channels, currencies and store need scopes beyond the four every account has: opted into.
+        default = name not in ("channels", "currencies", "store")
         assert root["selected"] is default and root["selected-by-default"] is default, name
-        assert root.get("parent-tap-stream-id") == ("orders" if name.startswith("order_") else None), name
+        children = ("order_line_items", "order_shipping_addresses", "order_coupons")
+        assert root.get("parent-tap-stream-id") == ("orders" if name in children else None), name
         fields = {tuple(m["breadcrumb"]): m["metadata"] for m in entry["metadata"] if m["breadcrumb"]}
         assert set(fields) == {("properties", f) for f in entry["schema"]["properties"]}
         assert fields[("properties", "id")]["inclusion"] == "automatic"

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--brands", type=int, default=40)
     add("--customer-groups", type=int, default=3)
     add("--channels", type=int, default=4)
+    add("--gift-certificates", type=int, default=30)
+    add("--currencies", type=int, default=3)
     add("--quota", type=int, default=150, help="requests per window (default 150)")
     add("--window-ms", type=int, default=30000, help="rate-limit window in ms (default 30000)")
     add("--latency-ms", type=float, default=0, help="delay before every answer")
@@ -75,7 +77,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = SandboxOptions(
         seed=args.seed, coupons=args.coupons, customers=args.customers, orders=args.orders,
         products=args.products, brands=args.brands, customer_groups=args.customer_groups,
-        channels=args.channels, quota=args.quota, window_ms=args.window_ms, latency_ms=args.latency_ms,
+        channels=args.channels, gift_certificates=args.gift_certificates, currencies=args.currencies,
+        quota=args.quota, window_ms=args.window_ms, latency_ms=args.latency_ms,
         error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         fault_seed=args.fault_seed, faults_at=dict(args.fault_at), same_second=dict(args.same_second),
         store_hash=args.store_hash, token=args.token, strict=not args.lenient, host=args.host,

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence
 
 UTC = dt.timezone.utc
-STREAMS = ("coupons", "customers", "orders", "products", "brands", "customer_groups", "channels")
+STREAMS = ("coupons", "customers", "orders", "products", "brands", "customer_groups", "channels",
+           "gift_certificates", "currencies")
 CHANNEL_STATUSES = ("active", "active", "inactive", "prelaunch", "connected", "disconnected", "archived", "deleted",
                     "terminated")
 DATA_START = dt.datetime(2023, 1, 1, tzinfo=UTC)
@@ -174,7 +175,7 @@ def _attrs(stream: str, seed: int, rid: int) -> tuple:
         return (FIRST_NAMES[seed % len(FIRST_NAMES)], LAST_NAMES[(seed >> 8) % len(LAST_NAMES)])
     if stream == "coupons":
         return ("".join(_CODE_LETTERS[(seed >> (5 * n)) & 31] for n in range(8)) + str(rid),)
-    if stream in ("brands", "customer_groups", "channels"):
+    if stream in ("brands", "customer_groups", "channels", "gift_certificates", "currencies"):
         return ()
     name = f"{ADJECTIVES[seed % len(ADJECTIVES)]} {NOUNS[(seed >> 8) % len(NOUNS)]} {rid}"
     price = ((seed >> 16) % 49800 + 199) / 100
@@ -292,7 +293,41 @@ class StoreData:
             return getattr(self, self._SMALL[stream])(rec)
         return self.product(rec, set(include))
 
-    _SMALL = {"brands": "brand", "customer_groups": "customer_group", "channels": "channel"}
+    _SMALL = {"brands": "brand", "customer_groups": "customer_group", "channels": "channel",
+              "gift_certificates": "gift_certificate", "currencies": "currency"}
+
+    def gift_certificate(self, rec: Record) -> dict:
+        """Serialize a gift certificate as GET /v2/gift_certificates does: money as text, dates as
+        Unix timestamps (its reference's format); balance and status change with no date to show it."""
+        rng = self._rng(rec)
+        amount = rng.choice((2500, 5000, 10000))
+        spent = min(amount, rng.choice((0, 0, 1000, 2500)) + 500 * rec.version)
+        buyer, friend = self._person(rng), self._person(rng)
+        return {"id": rec.id, "code": f"GC-{rec.seed % 10**8:08d}", "amount": money(amount),
+                "balance": money(amount - spent), "status": "active" if spent < amount else "expired",
+                "customer_id": rng.choice((0, rng.randint(1, 5000))), "order_id": rng.randint(1, 5000),
+                "to_name": f"{friend['first_name']} {friend['last_name']}", "to_email": friend["email"],
+                "from_name": f"{buyer['first_name']} {buyer['last_name']}", "from_email": buyer["email"],
+                "template": "celebration.html", "message": "Enjoy!", "currency_code": "USD",
+                "purchase_date": str(int(rec.created.timestamp())),
+                "expiry_date": str(int((rec.created + dt.timedelta(days=365)).timestamp()))}
+
+    def currency(self, rec: Record) -> dict:
+        """Serialize a currency as GET /v2/currencies does; the first is the store's default."""
+        code, name, country, rate = (("USD", "US Dollar", "US", "1.0000000000"), ("EUR", "Euro", "DE", "0.9200000000"),
+                                     ("GBP", "British Pound", "GB", "0.7900000000"),
+                                     ("CAD", "Canadian Dollar", "CA", "1.3600000000"))[(rec.id - 1) % 4]
+        return {"id": rec.id, "is_default": rec.id == 1, "currency_code": code, "currency_exchange_rate": rate,
+                "auto_update": rec.id != 1, "enabled": True, "is_transactional": rec.id <= 2, "name": name,
+                "country_iso2": country, "default_for_country_codes": [country], "token": "$",
+                "token_location": "left", "decimal_token": ".", "thousands_token": ",", "decimal_places": 2,
+                "last_updated": rfc2822(rec.modified)}
+
+    @staticmethod
+    def order_statuses() -> list[dict]:
+        """GET /v2/order_statuses: the fifteen statuses, ids 0 to 14."""
+        return [{"id": sid, "name": name, "system_label": name, "custom_label": name,
+                 "system_description": f"The order is {name.lower()}."} for sid, name in ORDER_STATUSES.items()]
 
     def store_info(self, store_hash: str, base_url: str) -> dict:
         """The store's settings (GET /v2/store): one object; its id is the store hash, as text."""

@@ -72,6 +72,8 @@ SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_order
             "customers": "store_v2_customers_read_only", "products": "store_v2_products_read_only",
             "refunds": "store_v2_orders_read_only", "brands": "store_v2_products_read_only",
             "customer_groups": "store_v2_customers_read_only", "channels": "store_channel_settings_read_only",
+            "gift_certificates": "store_v2_marketing_read_only", "currencies": "store_v2_information_read_only",
+            "order_statuses": "store_v2_orders_read_only",
             "store": "store_v2_information_read_only"}
 CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
                            "terminated"}
@@ -114,6 +116,8 @@ class SandboxOptions:
     brands: int = 40
     customer_groups: int = 3
     channels: int = 4
+    gift_certificates: int = 30
+    currencies: int = 3
     quota: int = 150
     window_ms: int = 30000
     latency_ms: float = 0
@@ -467,7 +471,8 @@ class Sandbox:
             seed=opts.seed,
             counts={"coupons": opts.coupons, "customers": opts.customers, "orders": opts.orders,
                     "products": opts.products, "brands": opts.brands, "customer_groups": opts.customer_groups,
-                    "channels": opts.channels, "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
+                    "channels": opts.channels, "gift_certificates": opts.gift_certificates,
+                    "currencies": opts.currencies, "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
             same_second=opts.same_second, data_end=opts.data_end))
         self.tokens = {opts.token: set(ALL_SCOPES)}
         self.tokens.update({token: set(scopes) for token, scopes in opts.tokens.items()})
@@ -542,6 +547,10 @@ class Sandbox:
     def records(self, stream: str, include: Sequence[str] = ()) -> list:
         """The stream's current records as the API serializes them (with these include= extras;
         for orders, order_tokens() says what shapes them), in id order."""
+        if stream == "store":
+            return [self.store_info()]
+        if stream == "order_statuses":
+            return self.store.order_statuses()
         with self.lock:
             data = self.store.streams[stream]
             return [self._serialize(stream, data.by_id[rid], include) for rid in data.ids]
@@ -770,6 +779,12 @@ class Sandbox:
                 return "customer_groups", self._customer_groups, True
             if rest == "/store":
                 return "store", self._store_info, True
+            if rest == "/gift_certificates":
+                return "gift_certificates", self._gift_certificates, True
+            if rest == "/currencies":
+                return "currencies", self._currencies, True
+            if rest == "/order_statuses":
+                return "order_statuses", self._order_statuses, True
             sub = re.fullmatch(r"/orders/(\d+)/(products|shipping_addresses|shippingaddresses|coupons|consignments|fees)",
                                rest)
             if sub:
@@ -1056,6 +1071,29 @@ class Sandbox:
         statuses = set(wanted) or CHANNEL_FILTER_STATUSES - {"archived", "deleted", "terminated"}
         flt = Filter(extra=lambda r: self._serialize("channels", r)["status"] in statuses)
         return self._v3_body("channels", list(select(self.store.streams["channels"], flt)), page, limit)
+
+    def _gift_certificates(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v2/gift_certificates: min_id/max_id, sort=id with a direction, page numbers."""
+        query = Query(pairs, "v2", {"page", "limit", "min_id", "max_id", "sort", "direction", "code", "order_id"},
+                      self.options.strict)
+        page, limit = query.page_limit()
+        if query.get("sort") not in (None, "id") or query.get("direction") not in (None, "asc", "desc"):
+            raise ApiError(400, "The sort value is not valid.")
+        flt = Filter(id_min=query.integer("min_id"), id_max=query.integer("max_id"))
+        found = select(self.store.streams["gift_certificates"], flt, "id", query.get("direction") == "desc")
+        return self._v2_list([self._encoded("gift_certificates", rec) for rec in page_of(found, page, limit)])
+
+    def _currencies(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v2/currencies: page numbers only."""
+        query = Query(pairs, "v2", {"page", "limit"}, self.options.strict)
+        page, limit = query.page_limit()
+        found = select(self.store.streams["currencies"], Filter())
+        return self._v2_list([self._encoded("currencies", rec) for rec in page_of(found, page, limit)])
+
+    def _order_statuses(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v2/order_statuses: the whole list, no parameters."""
+        Query(pairs, "v2", set(), self.options.strict)
+        return 200, orjson.dumps(self.store.order_statuses())
 
     def _store_info(self, pairs: list) -> tuple[int, bytes]:
         """GET /v2/store: one object, no parameters."""

@@ -23,7 +23,8 @@ NESTED = {"orders": [("billing_address", dict), ("consignments", dict), ("fees",
           "coupons": [("applies_to", dict)], "order_line_items": [("applied_discounts", list)],
           "order_shipping_addresses": [("form_fields", list)], "order_coupons": [],
           "refunds": [("items", list), ("payments", list)], "brands": [("custom_url", dict)],
-          "customer_groups": [("discount_rules", list)], "channels": [], "store": [("timezone", dict)]}
+          "customer_groups": [("discount_rules", list)], "channels": [], "store": [("timezone", dict)],
+          "gift_certificates": [], "currencies": [("default_for_country_codes", list)], "order_statuses": []}
 
 # What the reference tables are for: joins. Each pair of (table, key, table, name) joins a
 # record to what it points at; the test checks every row of the join against the store.
