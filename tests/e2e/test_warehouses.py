@@ -29,7 +29,7 @@ NESTED = {"orders": [("billing_address", dict), ("consignments", dict), ("fees",
 # What the reference tables are for: joins. Each pair of (table, key, table, name) joins a
 # record to what it points at; the test checks every row of the join against the store.
 JOINS = (("products", "brand_id", "brands", "name"), ("customers", "customer_group_id", "customer_groups", "name"),
-         ("orders", "channel_id", "channels", "name"))
+         ("orders", "channel_id", "channels", "name"), ("orders", "status_id", "order_statuses", "name"))
 
 # The README's example: revenue by product, from line items of orders that are not incomplete (0),
 # cancelled (5) or declined (6). Money arrives as the API sends it (v2: decimal strings), so cast.
