@@ -313,6 +313,9 @@ def single_record(source, job):
     def read(page):
         if any(not isinstance(record, dict) or record.get(stream.key) in (None, "") for record in page.records):
             raise ApiError(f"{stream.name}: the store's answer has a record without an {stream.key}; stopping.")
+        if page.has_more:
+            raise ApiError(f"{stream.name}: the store says there is more than one page, but this endpoint takes no "
+                           "page parameter; stopping rather than risk a gap.")
         return Read(source.encode(job, page.records), len(page.records), False, len(page.records))
 
     yield source.fetch(job, {}, read, by_id=True)

@@ -167,6 +167,21 @@ STREAMS = (
         kind=SINGLE,  # the whole list in one answer; the endpoint takes no parameters
     ),
     Stream(
+        "promotions", api="v3", path="promotions", scope="Marketing",
+        # No dates and no id range; current_uses changes silently. Sorted by id, so what is
+        # created meanwhile lands on the last page.
+        kind=PAGED, params=(("sort", "id"), ("direction", "asc")),
+    ),
+    Stream(
+        "category_trees", api="v3", path="catalog/trees", scope="Products",
+        kind=SINGLE,  # every tree in one answer; the endpoint takes no paging parameters
+    ),
+    Stream(
+        "customer_addresses", api="v3", path="customers/addresses", scope="Customers",
+        # Every address: customers embed ten at most. Page numbers only: no sort, no dates.
+        kind=PAGED, include="formfields",
+    ),
+    Stream(
         "store", api="v2", path="store", scope="Information & settings",
         # The store's settings: its plan, currency, time zone, default channel. Its id is text.
         kind=SINGLE,

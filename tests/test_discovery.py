@@ -11,11 +11,12 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
     assert run.returncode == 0, run.stderr
     catalog = json.loads(run.stdout)
     entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
-    assert sorted(entries) == ["brands", "channels", "coupons", "currencies", "customer_groups", "customers",
-                               "gift_certificates", "order_coupons", "order_line_items", "order_shipping_addresses",
-                               "order_statuses", "orders", "products", "refunds", "store"]
+    assert sorted(entries) == ["brands", "category_trees", "channels", "coupons", "currencies", "customer_addresses",
+                               "customer_groups", "customers", "gift_certificates", "order_coupons",
+                               "order_line_items", "order_shipping_addresses", "order_statuses", "orders",
+                               "products", "promotions", "refunds", "store"]
     full_tables = ("coupons", "brands", "customer_groups", "channels", "store", "gift_certificates", "currencies",
-                   "order_statuses")
+                   "order_statuses", "promotions", "category_trees", "customer_addresses")
     replication_keys = dict({name: None for name in full_tables}, refunds="created")
     for name, entry in entries.items():
         root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
@@ -32,7 +33,7 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
         if key is None:
             assert root["forced-replication-method"] == "FULL_TABLE"
             assert "valid-replication-keys" not in root
-            if name in ("coupons", "brands"):  # no dates in the API at all
+            if name in ("coupons", "brands", "promotions", "category_trees"):  # no dates in the API at all
                 assert "date_modified" not in entry["schema"]["properties"]
         else:
             assert root["forced-replication-method"] == "INCREMENTAL"

@@ -4,7 +4,8 @@ the sandbox: every record once, whatever is deleted, created or edited while the
 from tap_harness import FAST, catalog_of, kill_after, run_tap, start_tap
 from tap_bigcommerce.sandbox import Change
 
-TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "order_statuses")
+TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "order_statuses", "promotions",
+          "category_trees", "customer_addresses")
 SMALL = dict(coupons=1, customers=1, orders=1, products=1)
 
 
@@ -18,7 +19,8 @@ def _truth(store, stream):
 
 
 def test_each_table_arrives_whole_once_and_is_activated(workdir, sandbox):
-    store = sandbox(**SMALL, brands=130, customer_groups=12, channels=12, gift_certificates=23, currencies=4)
+    store = sandbox(**dict(SMALL, customers=40), brands=130, customer_groups=12, channels=12, gift_certificates=23,
+                    currencies=4, promotions=17, category_trees=3)
     run = _sync(workdir, store, page_size=5)
     assert run.returncode == 0, run.stderr
     for stream in TABLES:
@@ -38,6 +40,9 @@ def test_each_table_arrives_whole_once_and_is_activated(workdir, sandbox):
     assert sum(p.endswith("/customer_groups") for p in paths) == 2 * 3
     assert sum(p.endswith("/gift_certificates") for p in paths) == 23 // 5 + 1  # min_id keyset, a short last page
     assert sum(p.endswith("/order_statuses") for p in paths) == 1  # the whole list in one answer
+    assert sum(p.endswith("/catalog/trees") for p in paths) == 1
+    assert sum(p.endswith("/promotions") for p in paths) == 2 * 4  # 17 at 5 a page, read twice
+    assert len(run.ids("customer_addresses")) > 40  # more than one per customer on average
     assert sorted(run.ids("order_statuses")) == list(range(15))
     gift = {r["id"]: r for r in run.records("gift_certificates")}
     assert all(gift[g["id"]]["balance"] == g["balance"] for g in store.records("gift_certificates"))
@@ -45,9 +50,11 @@ def test_each_table_arrives_whole_once_and_is_activated(workdir, sandbox):
 def test_deletes_creates_and_edits_mid_read_lose_nothing_that_stayed(workdir, sandbox):
     changes = [Change(after_request=n, stream=stream, delete=1, create=1, edit=1)
                for n, stream in ((2, "customer_groups"), (3, "channels"), (4, "brands"), (5, "gift_certificates"),
-                                 (6, "customer_groups"), (7, "currencies"))]
-    store = sandbox(**SMALL, brands=60, customer_groups=30, channels=25, gift_certificates=40, currencies=12,
-                    changes=changes)
+                                 (6, "customer_groups"), (7, "currencies"), (8, "promotions"), (10, "category_trees"))]
+    store = sandbox(**dict(SMALL, customers=30), brands=60, customer_groups=30, channels=25, gift_certificates=40,
+                    currencies=12, promotions=30, category_trees=4, changes=changes)
+    owners = sorted({address["customer_id"] for address in store.records("customer_addresses")})
+    store.schedule(Change(after_request=9, stream="customers", delete_ids=owners[:3], create=2))
     before = {stream: set(_truth(store, stream)) for stream in TABLES}
     run = _sync(workdir, store, page_size=5, max_workers=1)
     assert run.returncode == 0, run.stderr

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--channels", type=int, default=4)
     add("--gift-certificates", type=int, default=30)
     add("--currencies", type=int, default=3)
+    add("--promotions", type=int, default=25)
+    add("--category-trees", type=int, default=2)
     add("--quota", type=int, default=150, help="requests per window (default 150)")
     add("--window-ms", type=int, default=30000, help="rate-limit window in ms (default 30000)")
     add("--latency-ms", type=float, default=0, help="delay before every answer")
@@ -78,6 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed=args.seed, coupons=args.coupons, customers=args.customers, orders=args.orders,
         products=args.products, brands=args.brands, customer_groups=args.customer_groups,
         channels=args.channels, gift_certificates=args.gift_certificates, currencies=args.currencies,
+        promotions=args.promotions, category_trees=args.category_trees,
         quota=args.quota, window_ms=args.window_ms, latency_ms=args.latency_ms,
         error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         fault_seed=args.fault_seed, faults_at=dict(args.fault_at), same_second=dict(args.same_second),

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 UTC = dt.timezone.utc
 STREAMS = ("coupons", "customers", "orders", "products", "brands", "customer_groups", "channels",
-           "gift_certificates", "currencies")
+           "gift_certificates", "currencies", "promotions", "category_trees")
 CHANNEL_STATUSES = ("active", "active", "inactive", "prelaunch", "connected", "disconnected", "archived", "deleted",
                     "terminated")
 DATA_START = dt.datetime(2023, 1, 1, tzinfo=UTC)
@@ -175,7 +175,8 @@ def _attrs(stream: str, seed: int, rid: int) -> tuple:
         return (FIRST_NAMES[seed % len(FIRST_NAMES)], LAST_NAMES[(seed >> 8) % len(LAST_NAMES)])
     if stream == "coupons":
         return ("".join(_CODE_LETTERS[(seed >> (5 * n)) & 31] for n in range(8)) + str(rid),)
-    if stream in ("brands", "customer_groups", "channels", "gift_certificates", "currencies"):
+    if stream in ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions",
+                  "category_trees"):
         return ()
     name = f"{ADJECTIVES[seed % len(ADJECTIVES)]} {NOUNS[(seed >> 8) % len(NOUNS)]} {rid}"
     price = ((seed >> 16) % 49800 + 199) / 100
@@ -294,7 +295,40 @@ class StoreData:
         return self.product(rec, set(include))
 
     _SMALL = {"brands": "brand", "customer_groups": "customer_group", "channels": "channel",
-              "gift_certificates": "gift_certificate", "currencies": "currency"}
+              "gift_certificates": "gift_certificate", "currencies": "currency", "promotions": "promotion",
+              "category_trees": "category_tree"}
+
+    def promotion(self, rec: Record) -> dict:
+        """Serialize a promotion as GET /v3/promotions does: no created or modified date, and
+        current_uses moves with no date to show it."""
+        rng = self._rng(rec)
+        coupon = rng.random() < 0.5
+        percent = rng.choice((5, 10, 15, 20))
+        return {"id": rec.id, "redemption_type": "COUPON" if coupon else "AUTOMATIC",
+                "name": f"{percent}% off {rng.choice(NOUNS)} {rec.id}", "display_name": f"{percent}% off",
+                "channels": [{"id": 1}], "customer": {"group_ids": [], "minimum_order_count": 0,
+                                                      "excluded_group_ids": [], "segments": None},
+                "rules": [{"action": {"cart_value": {"discount": {"percentage_amount": str(percent)}}},
+                           "apply_once": True, "stop": False}],
+                "current_uses": rng.randint(0, 500) + rec.version, "max_uses": rng.choice((None, 1000)),
+                "status": rng.choice(("ENABLED", "ENABLED", "DISABLED")),
+                "start_date": iso_offset(rec.created), "end_date": None, "stop": False,
+                "can_be_used_with_other_promotions": rng.random() < 0.3, "currency_code": "USD",
+                "notifications": [], "shipping_address": None, "schedule": None,
+                "created_from": rng.choice(("react_ui", "api")),
+                "coupon_overrides_automatic_when_offering_higher_discounts": False,
+                "coupon_type": "SINGLE" if coupon else None}
+
+    def category_tree(self, rec: Record) -> dict:
+        """Serialize a category tree as GET /v3/catalog/trees does; tree n belongs to channel n."""
+        return {"id": rec.id, "name": "Default" if rec.id == 1 else f"Channel {rec.id} catalog",
+                "channels": [rec.id]}
+
+    def customer_addresses(self, customers: Iterable[Record]) -> list[dict]:
+        """Every address of these customers (GET /v3/customers/addresses), in id order; customers
+        embed at most ten of them, this list has them all."""
+        found = [address for rec in customers for address in self.customer(rec, {"addresses"})["addresses"]]
+        return sorted(found, key=lambda address: address["id"])
 
     def gift_certificate(self, rec: Record) -> dict:
         """Serialize a gift certificate as GET /v2/gift_certificates does: money as text, dates as

@@ -73,7 +73,8 @@ SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_order
             "refunds": "store_v2_orders_read_only", "brands": "store_v2_products_read_only",
             "customer_groups": "store_v2_customers_read_only", "channels": "store_channel_settings_read_only",
             "gift_certificates": "store_v2_marketing_read_only", "currencies": "store_v2_information_read_only",
-            "order_statuses": "store_v2_orders_read_only",
+            "order_statuses": "store_v2_orders_read_only", "promotions": "store_v2_marketing_read_only",
+            "category_trees": "store_v2_products_read_only", "customer_addresses": "store_v2_customers_read_only",
             "store": "store_v2_information_read_only"}
 CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
                            "terminated"}
@@ -118,6 +119,8 @@ class SandboxOptions:
     channels: int = 4
     gift_certificates: int = 30
     currencies: int = 3
+    promotions: int = 25
+    category_trees: int = 2
     quota: int = 150
     window_ms: int = 30000
     latency_ms: float = 0
@@ -472,7 +475,8 @@ class Sandbox:
             counts={"coupons": opts.coupons, "customers": opts.customers, "orders": opts.orders,
                     "products": opts.products, "brands": opts.brands, "customer_groups": opts.customer_groups,
                     "channels": opts.channels, "gift_certificates": opts.gift_certificates,
-                    "currencies": opts.currencies, "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
+                    "currencies": opts.currencies, "promotions": opts.promotions,
+                    "category_trees": opts.category_trees, "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
             same_second=opts.same_second, data_end=opts.data_end))
         self.tokens = {opts.token: set(ALL_SCOPES)}
         self.tokens.update({token: set(scopes) for token, scopes in opts.tokens.items()})
@@ -551,6 +555,10 @@ class Sandbox:
             return [self.store_info()]
         if stream == "order_statuses":
             return self.store.order_statuses()
+        if stream == "customer_addresses":
+            with self.lock:
+                customers = self.store.streams["customers"]
+                return self.store.customer_addresses(customers.by_id[rid] for rid in customers.ids)
         with self.lock:
             data = self.store.streams[stream]
             return [self._serialize(stream, data.by_id[rid], include) for rid in data.ids]
@@ -800,6 +808,12 @@ class Sandbox:
             return "brands", self._brands, True
         if rest == "/channels":
             return "channels", self._channels, True
+        if rest == "/promotions":
+            return "promotions", self._promotions, True
+        if rest == "/catalog/trees":
+            return "category_trees", self._category_trees, True
+        if rest == "/customers/addresses":
+            return "customer_addresses", self._customer_addresses, True
         return None
 
     def _bounds(self, stream: str, query: "Query", low: str, high: str, **kwargs) -> tuple:
@@ -1103,6 +1117,46 @@ class Sandbox:
     def store_info(self) -> dict:
         """The store's settings as GET /v2/store serves them (edited by edit_store())."""
         return self.store.store_info(self.options.store_hash, self.base_url)
+
+    def _promotions(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/promotions: page numbers, sort by id (the default), name or start_date, a direction."""
+        names = {"page", "limit", "sort", "direction", "id", "name", "code", "currency_code", "redemption_type",
+                 "status", "channels", "query"}
+        query = Query(pairs, "v3", names, self.options.strict)
+        page, limit = query.page_limit()
+        sort_name, direction = query.get("sort") or "id", (query.get("direction") or "asc").lower()
+        if sort_name not in ("id", "name", "priority", "start_date") or direction not in ("asc", "desc"):
+            raise ApiError(422, "The sort value is not valid.", {"sort": sort_name})
+        exact = query.integer("id")
+        flt = Filter(id_in=None if exact is None else {exact})
+        key = None if sort_name == "id" else (lambda r: self._serialize("promotions", r).get(sort_name) or "")
+        matching = list(select(self.store.streams["promotions"], flt, sort_name, direction == "desc", key))
+        return self._v3_body("promotions", matching, page, limit)
+
+    def _category_trees(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/catalog/trees: every tree in one answer; filters id:in and channel_id:in, no paging."""
+        query = Query(pairs, "v3", {"id:in", "channel_id:in"}, self.options.strict)
+        flt = Filter(id_in=query.id_list("id:in"))
+        trees = list(select(self.store.streams["category_trees"], flt))
+        return self._v3_body("category_trees", trees, 1, max(len(trees), 1))
+
+    def _customer_addresses(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/customers/addresses: page numbers only (no sort, no dates), include=formfields."""
+        query = Query(pairs, "v3", {"page", "limit", "id:in", "customer_id:in", "company:in", "name:in", "include"},
+                      self.options.strict)
+        page, limit = query.page_limit()
+        query.include({"formfields"})
+        wanted = query.id_list("customer_id:in")
+        customers = [rec for rec in select(self.store.streams["customers"], Filter(id_in=wanted))]
+        found = self.store.customer_addresses(customers)
+        ids = query.id_list("id:in")
+        if ids is not None:
+            found = [address for address in found if address["id"] in ids]
+        total, rows = len(found), found[(page - 1) * limit:page * limit]
+        pages = math.ceil(total / limit)
+        meta = {"pagination": {"total": total, "count": len(rows), "per_page": limit, "current_page": page,
+                               "total_pages": pages, "links": {"current": f"?page={page}&limit={limit}"}}}
+        return 200, orjson.dumps({"data": rows, "meta": meta})
 
     def _v3_body(self, stream: str, matching: list, page: int, limit: int) -> tuple[int, bytes]:
         """One page of a page-number v3 listing, as an answer."""
