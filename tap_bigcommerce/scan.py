@@ -18,6 +18,8 @@ happen only at the second the scan stands on, and are skipped by id.
   - id_order: a whole table, or one second, in id order with the stream's keyset (min_id,
     id:greater or the customers' after cursor), never by page number.
   - paged_table: a table whose endpoint has page numbers only, read again until two reads agree.
+  - modified_window: the same for [bookmark, sync start] of date_modified, where an endpoint
+    filters on the date but cannot sort by it.
   - single_record: a stream that comes whole in one answer (one object, or a short list).
   - created_window: an insert-only stream (refunds) over [lower, upper] of its creation date,
     by page number: the only paging its endpoint has. That is safe because the endpoint lists
@@ -272,12 +274,33 @@ def paged_table(source, job):
     the same ids: a read that missed a record because of a delete also listed the deleted one,
     which the next read does not. Each record is handed out the first time it is seen.
     """
+    yield from _agreed_reads(source, job, {}, None)
+
+
+def modified_window(source, job):
+    """Read [job.lower, job.upper] of date_modified where the endpoint filters on it but cannot
+    sort: by page number, read again until two reads agree, as paged_table. upper is the sync's
+    start, so a record edited meanwhile leaves the window (it is the next run's) and one created
+    meanwhile never enters it: the window only shrinks while we read, which the reads catch."""
+    stream = source.stream_of(job)
+
+    def inside(records):
+        moments = moments_of(stream, records, job.lower - ONE_SECOND, job.upper + ONE_SECOND, ordered=False)
+        return [record for record, moment in zip(records, moments) if job.lower <= moment <= job.upper]
+
+    yield from _agreed_reads(source, job, date_params(stream, job.lower, job.upper), inside)
+
+
+def _agreed_reads(source, job, params, keep):
+    """Read every page, again until two reads list the same ids; `keep` picks the records a page
+    holds for this range (all, when None)."""
     stream = source.stream_of(job)
     handed, previous = set(), None
     for _ in range(PASSES):
         listed, page = set(), 1
         while True:
-            got = source.fetch(job, {"page": page}, _paged_reader(source, job, stream, handed, listed), by_id=True)
+            reader = _paged_reader(source, job, stream, handed, listed, keep)
+            got = source.fetch(job, dict(params, page=page), reader, by_id=True)
             yield got
             if not got.has_more:
                 break
@@ -289,8 +312,8 @@ def paged_table(source, job):
                    "be trusted to be whole; stopping rather than risk a gap (run the sync again later).")
 
 
-def _paged_reader(source, job, stream, handed, listed):
-    """The function that turns one page of a page-numbered table into a Read of its new records."""
+def _paged_reader(source, job, stream, handed, listed, keep):
+    """The function that turns one page of a page-numbered read into a Read of its new records."""
 
     def read(page):
         ids = [record.get("id") for record in page.records]
@@ -298,7 +321,8 @@ def _paged_reader(source, job, stream, handed, listed):
             raise ApiError(f"{stream.name}: the store returned a record without a whole-number id; "
                            "stopping rather than risk a gap.")
         listed.update(ids)
-        fresh = [record for record in page.records if record["id"] not in handed]
+        records = page.records if keep is None else keep(page.records)
+        fresh = [record for record in records if record["id"] not in handed]
         handed.update(record["id"] for record in fresh)
         return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids))
 

@@ -22,12 +22,13 @@ bookmark rule of each stream kind lives here:
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Optional
 
 from tap_bigcommerce import metrics
 from tap_bigcommerce.config import bookmark_start, date_ranges
 from tap_bigcommerce.scan import ONE_SECOND
-from tap_bigcommerce.streams import CREATED, FULL_TABLE, INCREMENTAL, PAGED, SINGLE
+from tap_bigcommerce.streams import CREATED, FULL_TABLE, INCREMENTAL, PAGED, SINGLE, WINDOW
 from tap_bigcommerce.transform import format_datetime, parse_datetime
 
 LOGGER = logging.getLogger(__name__)
@@ -232,16 +233,18 @@ class _WholeFromStart(_DateBookmark):
 
 
 class _CreatedWindow:
-    """Insert-only streams by creation date (refunds): each run reads from the bookmark less the
-    lookback (what settles after it is created is read again) up to the run's start, which becomes
-    the bookmark once the window is read whole; a killed run reads its window again."""
+    """Windows up to the run's start: each run reads from the bookmark up to its own start, which
+    becomes the bookmark once the window is read whole; a killed run reads its window again.
+    Insert-only streams by creation date (refunds) start a lookback earlier, so what settles
+    after it is created is read again; streams filtered but not sorted by date_modified do not."""
 
     @staticmethod
     def begin(keeper, run):
         entry = keeper.peek(run)
         lower = keeper.config.start_date
         if entry.get(run.stream.replication_key):
-            lower = max(lower, parse_datetime(entry[run.stream.replication_key]) - keeper.config.lookback)
+            back = keeper.config.lookback if run.stream.kind == CREATED else timedelta(0)
+            lower = max(lower, parse_datetime(entry[run.stream.replication_key]) - back)
         return [{"lower": lower, "upper": keeper.now().replace(microsecond=0)}]
 
     @staticmethod
@@ -331,7 +334,7 @@ def _unwritten(jobs, floor):
 
 
 _RULES = {INCREMENTAL: _DateBookmark, FULL_TABLE: _TableVersion, CREATED: _CreatedWindow, PAGED: _TableVersion,
-          SINGLE: _TableVersion}
+          SINGLE: _TableVersion, WINDOW: _CreatedWindow}
 
 
 def _rule(run):

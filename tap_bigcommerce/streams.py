@@ -21,6 +21,7 @@ PER_PARENT = "per_parent"  # a sub-resource fetched for each parent record that 
 CREATED = "created"  # insert-only records by creation date, page by page, re-reading a lookback window
 PAGED = "paged"  # a table with page numbers only: read whole, and again until two reads list the same ids
 SINGLE = "single"  # one request, no paging: one object (a record per sync) or a whole short list
+WINDOW = "window"  # date_modified filters but no sort: [bookmark, sync start] read as PAGED, bookmark moves to the start
 
 # The four read-only scopes every API account for this tap has; a stream that needs another is
 # left unselected by discovery, so a sync with no catalog edits works with those four.
@@ -180,6 +181,24 @@ STREAMS = (
         "customer_addresses", api="v3", path="customers/addresses", scope="Customers",
         # Every address: customers embed ten at most. Page numbers only: no sort, no dates.
         kind=PAGED, include="formfields",
+    ),
+    # Filtered on date_modified but not sortable: each run reads [bookmark, its start] by page
+    # number, twice where it takes more than one page (see scan.modified_window).
+    Stream(
+        "subscribers", api="v3", path="customers/subscribers", scope="Customers",
+        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
+    ),
+    Stream(
+        "customer_attributes", api="v3", path="customers/attributes", scope="Customers",
+        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
+    ),
+    Stream(
+        "customer_attribute_values", api="v3", path="customers/attribute-values", scope="Customers",
+        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
+    ),
+    Stream(
+        "price_lists", api="v3", path="pricelists", scope="Products",
+        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
     ),
     Stream(
         "store", api="v2", path="store", scope="Information & settings",

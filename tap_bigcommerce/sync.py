@@ -26,7 +26,7 @@ from tap_bigcommerce.discover import load_schema
 from tap_bigcommerce.errors import Stopped
 from tap_bigcommerce.scheduler import UNKNOWN_PAGES, Job, Scheduler
 from tap_bigcommerce.state import StateKeeper, StreamRun
-from tap_bigcommerce.streams import CHILD, CREATED, FULL_TABLE, INCREMENTAL, PAGED, SINGLE, STREAMS_BY_NAME
+from tap_bigcommerce.streams import CHILD, CREATED, FULL_TABLE, INCREMENTAL, PAGED, SINGLE, STREAMS_BY_NAME, WINDOW
 from tap_bigcommerce.transform import compile_transform, format_datetime
 
 LOGGER = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ GC_THRESHOLDS = (100_000, 50, 100)  # Python's default is (700, 10, 10)
 STOP_WAIT_S = 1.0  # on an error or a signal, how long worker threads get to finish (they are daemons)
 # How each kind of stream is read; CHILD and PER_PARENT streams come with their parent's pages.
 SCANS = {INCREMENTAL: scan.modified_range, FULL_TABLE: scan.whole_table, CREATED: scan.created_window,
-         PAGED: scan.paged_table, SINGLE: scan.single_record}
+         PAGED: scan.paged_table, SINGLE: scan.single_record, WINDOW: scan.modified_window}
 
 
 class Syncer:

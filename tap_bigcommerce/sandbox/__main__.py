@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--currencies", type=int, default=3)
     add("--promotions", type=int, default=25)
     add("--category-trees", type=int, default=2)
+    add("--subscribers", type=int, default=60)
+    add("--customer-attributes", type=int, default=5)
+    add("--customer-attribute-values", type=int, default=80)
+    add("--price-lists", type=int, default=4)
     add("--quota", type=int, default=150, help="requests per window (default 150)")
     add("--window-ms", type=int, default=30000, help="rate-limit window in ms (default 30000)")
     add("--latency-ms", type=float, default=0, help="delay before every answer")
@@ -80,7 +84,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed=args.seed, coupons=args.coupons, customers=args.customers, orders=args.orders,
         products=args.products, brands=args.brands, customer_groups=args.customer_groups,
         channels=args.channels, gift_certificates=args.gift_certificates, currencies=args.currencies,
-        promotions=args.promotions, category_trees=args.category_trees,
+        promotions=args.promotions, category_trees=args.category_trees, subscribers=args.subscribers,
+        customer_attributes=args.customer_attributes, customer_attribute_values=args.customer_attribute_values,
+        price_lists=args.price_lists,
         quota=args.quota, window_ms=args.window_ms, latency_ms=args.latency_ms,
         error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         fault_seed=args.fault_seed, faults_at=dict(args.fault_at), same_second=dict(args.same_second),

@@ -16,7 +16,8 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 UTC = dt.timezone.utc
 STREAMS = ("coupons", "customers", "orders", "products", "brands", "customer_groups", "channels",
-           "gift_certificates", "currencies", "promotions", "category_trees")
+           "gift_certificates", "currencies", "promotions", "category_trees", "subscribers", "customer_attributes",
+           "customer_attribute_values", "price_lists")
 CHANNEL_STATUSES = ("active", "active", "inactive", "prelaunch", "connected", "disconnected", "archived", "deleted",
                     "terminated")
 DATA_START = dt.datetime(2023, 1, 1, tzinfo=UTC)
@@ -162,6 +163,8 @@ def _mix(*parts: int) -> int:
     return value
 
 
+_SMALL_STREAMS = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions",
+                  "category_trees", "subscribers", "customer_attributes", "customer_attribute_values", "price_lists")
 _STATUS_TABLE = tuple(status for status, weight in enumerate(_STATUS_WEIGHTS) for _ in range(weight))
 _CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -175,8 +178,7 @@ def _attrs(stream: str, seed: int, rid: int) -> tuple:
         return (FIRST_NAMES[seed % len(FIRST_NAMES)], LAST_NAMES[(seed >> 8) % len(LAST_NAMES)])
     if stream == "coupons":
         return ("".join(_CODE_LETTERS[(seed >> (5 * n)) & 31] for n in range(8)) + str(rid),)
-    if stream in ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions",
-                  "category_trees"):
+    if stream in _SMALL_STREAMS:
         return ()
     name = f"{ADJECTIVES[seed % len(ADJECTIVES)]} {NOUNS[(seed >> 8) % len(NOUNS)]} {rid}"
     price = ((seed >> 16) % 49800 + 199) / 100
@@ -296,7 +298,36 @@ class StoreData:
 
     _SMALL = {"brands": "brand", "customer_groups": "customer_group", "channels": "channel",
               "gift_certificates": "gift_certificate", "currencies": "currency", "promotions": "promotion",
-              "category_trees": "category_tree"}
+              "category_trees": "category_tree", "subscribers": "subscriber", "customer_attributes": "attribute",
+              "customer_attribute_values": "attribute_value", "price_lists": "price_list"}
+
+    @staticmethod
+    def _dates(rec: Record) -> dict:
+        return {"date_created": iso_z(rec.created), "date_modified": iso_z(rec.modified)}
+
+    def subscriber(self, rec: Record) -> dict:
+        """Serialize a newsletter subscriber as GET /v3/customers/subscribers does."""
+        person = self._person(self._rng(rec))
+        return dict({"id": rec.id, "email": f"sub{rec.id}.{person['email']}", "first_name": person["first_name"],
+                     "last_name": person["last_name"], "source": ("storefront", "order", "custom")[rec.seed % 3],
+                     "order_id": None if rec.seed % 3 != 1 else rec.seed % 5000 + 1, "channel_id": 1,
+                     "consents": []}, **self._dates(rec))
+
+    def attribute(self, rec: Record) -> dict:
+        """Serialize a customer attribute (a definition) as GET /v3/customers/attributes does."""
+        kind = ("string", "number", "date")[rec.seed % 3]
+        return dict({"id": rec.id, "name": f"{kind.title()} field {rec.id}", "type": kind}, **self._dates(rec))
+
+    def attribute_value(self, rec: Record) -> dict:
+        """Serialize a customer attribute value as GET /v3/customers/attribute-values does."""
+        return dict({"id": rec.id, "attribute_id": rec.seed % 5 + 1, "customer_id": rec.seed % 150 + 1,
+                     "attribute_value": ("gold", "42", "2024-01-31", "yes")[rec.seed % 4 if not rec.version else 3]},
+                    **self._dates(rec))
+
+    def price_list(self, rec: Record) -> dict:
+        """Serialize a price list as GET /v3/pricelists does."""
+        return dict({"id": rec.id, "name": f"{('Wholesale', 'VIP', 'Staff')[rec.seed % 3]} prices {rec.id}",
+                     "active": rec.seed % 5 != 0}, **self._dates(rec))
 
     def promotion(self, rec: Record) -> dict:
         """Serialize a promotion as GET /v3/promotions does: no created or modified date, and

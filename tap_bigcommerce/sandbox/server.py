@@ -75,6 +75,8 @@ SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_order
             "gift_certificates": "store_v2_marketing_read_only", "currencies": "store_v2_information_read_only",
             "order_statuses": "store_v2_orders_read_only", "promotions": "store_v2_marketing_read_only",
             "category_trees": "store_v2_products_read_only", "customer_addresses": "store_v2_customers_read_only",
+            "subscribers": "store_v2_customers_read_only", "customer_attributes": "store_v2_customers_read_only",
+            "customer_attribute_values": "store_v2_customers_read_only", "price_lists": "store_v2_products_read_only",
             "store": "store_v2_information_read_only"}
 CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
                            "terminated"}
@@ -121,6 +123,10 @@ class SandboxOptions:
     currencies: int = 3
     promotions: int = 25
     category_trees: int = 2
+    subscribers: int = 60
+    customer_attributes: int = 5
+    customer_attribute_values: int = 80
+    price_lists: int = 4
     quota: int = 150
     window_ms: int = 30000
     latency_ms: float = 0
@@ -476,7 +482,10 @@ class Sandbox:
                     "products": opts.products, "brands": opts.brands, "customer_groups": opts.customer_groups,
                     "channels": opts.channels, "gift_certificates": opts.gift_certificates,
                     "currencies": opts.currencies, "promotions": opts.promotions,
-                    "category_trees": opts.category_trees, "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
+                    "category_trees": opts.category_trees, "subscribers": opts.subscribers,
+                    "customer_attributes": opts.customer_attributes,
+                    "customer_attribute_values": opts.customer_attribute_values, "price_lists": opts.price_lists,
+                    "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
             same_second=opts.same_second, data_end=opts.data_end))
         self.tokens = {opts.token: set(ALL_SCOPES)}
         self.tokens.update({token: set(scopes) for token, scopes in opts.tokens.items()})
@@ -814,6 +823,13 @@ class Sandbox:
             return "category_trees", self._category_trees, True
         if rest == "/customers/addresses":
             return "customer_addresses", self._customer_addresses, True
+        windows = {"/customers/subscribers": ("subscribers", {"id", "id:in", "email", "source", "order_id"}),
+                   "/customers/attributes": ("customer_attributes", {"name", "type"}),
+                   "/customers/attribute-values": ("customer_attribute_values", {"customer_id:in", "attribute_id:in"}),
+                   "/pricelists": ("price_lists", {"id:in", "name"})}
+        if rest in windows:
+            stream, names = windows[rest]
+            return stream, lambda p: self._modified_pages(stream, names, p), True
         return None
 
     def _bounds(self, stream: str, query: "Query", low: str, high: str, **kwargs) -> tuple:
@@ -1157,6 +1173,16 @@ class Sandbox:
         meta = {"pagination": {"total": total, "count": len(rows), "per_page": limit, "current_page": page,
                                "total_pages": pages, "links": {"current": f"?page={page}&limit={limit}"}}}
         return 200, orjson.dumps({"data": rows, "meta": meta})
+
+    def _modified_pages(self, stream: str, names: set, pairs: list) -> tuple[int, bytes]:
+        """The v3 lists that filter on date_modified but cannot sort: page numbers in id order."""
+        dates = {"date_created", "date_created:min", "date_created:max", "date_modified", "date_modified:min",
+                 "date_modified:max"}
+        query = Query(pairs, "v3", {"page", "limit"} | names | dates, self.options.strict)
+        page, limit = query.page_limit()
+        low, high = self._bounds(stream, query, "date_modified:min", "date_modified:max", allow_epoch=True)
+        flt = Filter(id_in=query.id_list("id:in"), mod_min=low, mod_max=high)
+        return self._v3_body(stream, list(select(self.store.streams[stream], flt)), page, limit)
 
     def _v3_body(self, stream: str, matching: list, page: int, limit: int) -> tuple[int, bytes]:
         """One page of a page-number v3 listing, as an answer."""

@@ -24,11 +24,13 @@ ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons",
 # Full tables the sandbox can edit, and those it derives (addresses from customers) or keeps fixed.
 TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions", "category_trees")
 FIXED = ("customer_addresses", "order_statuses", "store")
-ALL_STREAMS = STREAMS + ORDER_FAMILY + TABLES + FIXED
+# Filtered on date_modified without a sort: read by date window, bookmarked on date_modified.
+WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists")
+ALL_STREAMS = STREAMS + ORDER_FAMILY + TABLES + FIXED + WINDOWS
 FULL_TABLES = ("coupons",) + TABLES + FIXED  # read whole every run
 # Bookmarked on date_modified (the order family shares the orders bookmark); refunds are bookmarked on
 # created and re-read over the refund look-back window; coupons are a full table.
-MODIFIED = INCREMENTAL + ORDER_FAMILY[:3]
+MODIFIED = INCREMENTAL + ORDER_FAMILY[:3] + WINDOWS
 UTC = dt.timezone.utc
 LOGGER = logging.getLogger("e2e")
 
@@ -296,7 +298,7 @@ def change_store(sb, count):
     """Edit `count` records and create a few in every list the sandbox holds, and add two refunds;
     returns {stream: ids changed}, the changed orders' children included (an edited order changes its
     first line's quantity too)."""
-    changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3)) for stream in STREAMS + TABLES}
+    changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3)) for stream in STREAMS + TABLES + WINDOWS}
     refunds = sb.add_refunds(2)
     changed["refunds"] = {refund["id"] for refund in refunds}
     for stream in FIXED:

@@ -26,7 +26,8 @@ NESTED = {"orders": [("billing_address", dict), ("consignments", dict), ("fees",
           "customer_groups": [("discount_rules", list)], "channels": [], "store": [("timezone", dict)],
           "gift_certificates": [], "currencies": [("default_for_country_codes", list)], "order_statuses": [],
           "promotions": [("rules", list)], "category_trees": [("channels", list)],
-          "customer_addresses": [("form_fields", list)]}
+          "customer_addresses": [("form_fields", list)], "subscribers": [("consents", list)],
+          "customer_attributes": [], "customer_attribute_values": [], "price_lists": []}
 
 # What the reference tables are for: joins. Each pair of (table, key, table, name) joins a
 # record to what it points at; the test checks every row of the join against the store.
