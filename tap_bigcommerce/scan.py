@@ -19,7 +19,7 @@ happen only at the second the scan stands on, and are skipped by id.
     id:greater or the customers' after cursor), never by page number.
   - paged_table: a table whose endpoint has page numbers only, read again until two reads agree.
   - modified_window: the same for [bookmark, sync start] of date_modified, where an endpoint
-    filters on the date but cannot sort by it.
+    filters on the date but cannot sort by it; with a cursor, one read in id order instead.
   - single_record: a stream that comes whole in one answer (one object, or a short list).
   - created_window: an insert-only stream (refunds) over [lower, upper] of its creation date,
     by page number: the only paging its endpoint has. That is safe because the endpoint lists
@@ -177,8 +177,9 @@ def whole_table(source, job):
     yield from id_order(source, job, {}, job.last_id, frozenset())
 
 
-def id_order(source, job, base_params, last_id, skip, second=None):
-    """Read in id order with the stream's keyset, after last_id (a whole table, or one second)."""
+def id_order(source, job, base_params, last_id, skip, second=None, keep=None):
+    """Read in id order with the stream's keyset, after last_id (a whole table, one second, or a
+    date window: `keep` picks the records of a page inside it)."""
     stream = source.stream_of(job)
     params = dict(stream.sort_by_id)
     params.update(base_params)
@@ -186,7 +187,7 @@ def id_order(source, job, base_params, last_id, skip, second=None):
     while True:
         query = dict(params)
         query.update(_after(stream, last_id, cursor))
-        got = source.fetch(job, query, _id_page_reader(source, job, stream, last_id, skip, second), by_id=True)
+        got = source.fetch(job, query, _id_page_reader(source, job, stream, last_id, skip, second, keep), by_id=True)
         if second is not None:
             got.progress = second
         else:
@@ -208,7 +209,7 @@ def _after(stream, last_id, cursor):
     return {"min_id": last_id + 1} if stream.id_keyset == MIN_ID else {ID_GREATER: last_id}
 
 
-def _id_page_reader(source, job, stream, last_id, skip, second):
+def _id_page_reader(source, job, stream, last_id, skip, second, keep):
     """The function that turns one id-ordered page into a Read (run while it is decoded)."""
 
     def read(page):
@@ -223,6 +224,8 @@ def _id_page_reader(source, job, stream, last_id, skip, second):
             # The request was widened by a second each way: keep the asked second alone.
             moments = moments_of(stream, records, second - ONE_SECOND, second + ONE_SECOND, ordered=False)
             records = [record for record, moment in zip(records, moments) if moment == second]
+        if keep is not None:
+            records = keep(records)
         fresh = [record for record in records if record["id"] not in skip]
         return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids),
                     last_id=ids[-1] if ids else None, cursor=page.end_cursor,
@@ -288,7 +291,10 @@ def modified_window(source, job):
         moments = moments_of(stream, records, job.lower - ONE_SECOND, job.upper + ONE_SECOND, ordered=False)
         return [record for record, moment in zip(records, moments) if job.lower <= moment <= job.upper]
 
-    yield from _agreed_reads(source, job, date_params(stream, job.lower, job.upper), inside)
+    if stream.id_keyset == CURSOR:  # a cursor is a keyset: one read in id order misses nothing
+        yield from id_order(source, job, date_params(stream, job.lower, job.upper), None, frozenset(), keep=inside)
+    else:
+        yield from _agreed_reads(source, job, date_params(stream, job.lower, job.upper), inside)
 
 
 def _agreed_reads(source, job, params, keep):

@@ -200,6 +200,22 @@ STREAMS = (
         "price_lists", api="v3", path="pricelists", scope="Products",
         kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
     ),
+    # Metafields: date filters and a cursor (a keyset on id), so one read of each window.
+    Stream(
+        "product_metafields", api="v3", path="catalog/products/metafields", scope="Products",
+        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED, id_keyset=CURSOR,
+        sort_by_id=(("direction", "asc"),),
+    ),
+    Stream(
+        "order_metafields", api="v3", path="orders/metafields", scope="Orders",
+        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED, id_keyset=CURSOR,
+        sort_by_id=(("direction", "asc"),),
+    ),
+    Stream(
+        "customer_metafields", api="v3", path="customers/metafields", scope="Customers",
+        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED, id_keyset=CURSOR,
+        sort_by_id=(("direction", "asc"),),
+    ),
     Stream(
         "store", api="v2", path="store", scope="Information & settings",
         # The store's settings: its plan, currency, time zone, default channel. Its id is text.

@@ -122,14 +122,16 @@ def test_channels_without_its_scope_name_the_scope(workdir, sandbox):
     assert run.returncode != 0 and "channels" in run.stderr and "Channel settings" in run.stderr
 
 
-WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists")
+WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists", "product_metafields",
+           "order_metafields", "customer_metafields")
 BOUNDS = pytest.mark.parametrize("bounds", [(), "all"], ids=["inclusive", "exclusive"])
 
 
 @BOUNDS
 def test_date_windows_read_whole_then_only_what_changed(workdir, sandbox, bounds):
     store = sandbox(**SMALL, exclusive_bounds=bounds, subscribers=47, customer_attributes=6,
-                    customer_attribute_values=33, price_lists=12)
+                    customer_attribute_values=33, price_lists=12, product_metafields=23, order_metafields=11,
+                    customer_metafields=5)
     first = _sync(workdir, store, WINDOWS, page_size=5)
     assert first.returncode == 0, first.stderr
     for stream in WINDOWS:
@@ -151,3 +153,13 @@ def test_a_delete_inside_a_date_window_is_caught_by_the_second_read(workdir, san
     run = _sync(workdir, store, ["subscribers"], page_size=5)
     assert run.returncode == 0, run.stderr
     assert sorted(run.ids("subscribers")) == list(range(1, 31))  # subscriber 1 was read before it went
+
+
+def test_a_delete_inside_a_cursor_window_loses_nothing_in_one_read(workdir, sandbox):
+    store = sandbox(**SMALL, order_metafields=30,
+                    changes=[Change(after_request=1, stream="order_metafields", delete_ids=[1, 2])])
+    run = _sync(workdir, store, ["order_metafields"], page_size=5)
+    assert run.returncode == 0, run.stderr
+    assert sorted(run.ids("order_metafields")) == list(range(1, 31))  # 1 and 2 were read before they went
+    # A keyset: one read (six pages, then an empty one, since a full page is never taken as the last).
+    assert sum(r["path"].endswith("/orders/metafields") for r in store.requests) == 7

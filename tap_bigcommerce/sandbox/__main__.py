@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--customer-attributes", type=int, default=5)
     add("--customer-attribute-values", type=int, default=80)
     add("--price-lists", type=int, default=4)
+    add("--metafields", type=int, default=40, help="metafields of each resource type (products, orders, customers)")
     add("--quota", type=int, default=150, help="requests per window (default 150)")
     add("--window-ms", type=int, default=30000, help="rate-limit window in ms (default 30000)")
     add("--latency-ms", type=float, default=0, help="delay before every answer")
@@ -86,7 +87,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         channels=args.channels, gift_certificates=args.gift_certificates, currencies=args.currencies,
         promotions=args.promotions, category_trees=args.category_trees, subscribers=args.subscribers,
         customer_attributes=args.customer_attributes, customer_attribute_values=args.customer_attribute_values,
-        price_lists=args.price_lists,
+        price_lists=args.price_lists, product_metafields=args.metafields, order_metafields=args.metafields,
+        customer_metafields=args.metafields,
         quota=args.quota, window_ms=args.window_ms, latency_ms=args.latency_ms,
         error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,
         fault_seed=args.fault_seed, faults_at=dict(args.fault_at), same_second=dict(args.same_second),

@@ -17,7 +17,8 @@ from typing import Iterable, Iterator, Optional, Sequence
 UTC = dt.timezone.utc
 STREAMS = ("coupons", "customers", "orders", "products", "brands", "customer_groups", "channels",
            "gift_certificates", "currencies", "promotions", "category_trees", "subscribers", "customer_attributes",
-           "customer_attribute_values", "price_lists")
+           "customer_attribute_values", "price_lists", "product_metafields", "order_metafields",
+           "customer_metafields")
 CHANNEL_STATUSES = ("active", "active", "inactive", "prelaunch", "connected", "disconnected", "archived", "deleted",
                     "terminated")
 DATA_START = dt.datetime(2023, 1, 1, tzinfo=UTC)
@@ -164,7 +165,8 @@ def _mix(*parts: int) -> int:
 
 
 _SMALL_STREAMS = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions",
-                  "category_trees", "subscribers", "customer_attributes", "customer_attribute_values", "price_lists")
+                  "category_trees", "subscribers", "customer_attributes", "customer_attribute_values", "price_lists",
+                  "product_metafields", "order_metafields", "customer_metafields")
 _STATUS_TABLE = tuple(status for status, weight in enumerate(_STATUS_WEIGHTS) for _ in range(weight))
 _CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -299,7 +301,18 @@ class StoreData:
     _SMALL = {"brands": "brand", "customer_groups": "customer_group", "channels": "channel",
               "gift_certificates": "gift_certificate", "currencies": "currency", "promotions": "promotion",
               "category_trees": "category_tree", "subscribers": "subscriber", "customer_attributes": "attribute",
-              "customer_attribute_values": "attribute_value", "price_lists": "price_list"}
+              "customer_attribute_values": "attribute_value", "price_lists": "price_list",
+              "product_metafields": "metafield", "order_metafields": "metafield", "customer_metafields": "metafield"}
+
+    def metafield(self, rec: Record) -> dict:
+        """Serialize a metafield as the store-wide metafields lists do (the resource type is the
+        record's seed's: the sandbox keeps one list per resource type)."""
+        kind = ("product", "order", "customer")[rec.seed % 3]
+        return dict({"id": rec.id, "key": f"field_{rec.seed % 40}", "value": f"value {rec.version}",
+                     "namespace": ("erp", "shipping", "marketing")[rec.seed % 3 if rec.id % 2 else 0],
+                     "permission_set": ("app_only", "read", "write")[rec.seed % 3], "resource_type": kind,
+                     "resource_id": rec.seed % 500 + 1, "description": "", "owner_client_id": "sandbox-client"},
+                    **self._dates(rec))
 
     @staticmethod
     def _dates(rec: Record) -> dict:

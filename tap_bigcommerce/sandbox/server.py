@@ -77,6 +77,8 @@ SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_order
             "category_trees": "store_v2_products_read_only", "customer_addresses": "store_v2_customers_read_only",
             "subscribers": "store_v2_customers_read_only", "customer_attributes": "store_v2_customers_read_only",
             "customer_attribute_values": "store_v2_customers_read_only", "price_lists": "store_v2_products_read_only",
+            "product_metafields": "store_v2_products_read_only", "order_metafields": "store_v2_orders_read_only",
+            "customer_metafields": "store_v2_customers_read_only",
             "store": "store_v2_information_read_only"}
 CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
                            "terminated"}
@@ -127,6 +129,9 @@ class SandboxOptions:
     customer_attributes: int = 5
     customer_attribute_values: int = 80
     price_lists: int = 4
+    product_metafields: int = 40
+    order_metafields: int = 40
+    customer_metafields: int = 40
     quota: int = 150
     window_ms: int = 30000
     latency_ms: float = 0
@@ -485,6 +490,8 @@ class Sandbox:
                     "category_trees": opts.category_trees, "subscribers": opts.subscribers,
                     "customer_attributes": opts.customer_attributes,
                     "customer_attribute_values": opts.customer_attribute_values, "price_lists": opts.price_lists,
+                    "product_metafields": opts.product_metafields, "order_metafields": opts.order_metafields,
+                    "customer_metafields": opts.customer_metafields,
                     "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
             same_second=opts.same_second, data_end=opts.data_end))
         self.tokens = {opts.token: set(ALL_SCOPES)}
@@ -830,6 +837,10 @@ class Sandbox:
         if rest in windows:
             stream, names = windows[rest]
             return stream, lambda p: self._modified_pages(stream, names, p), True
+        metafields = {"/catalog/products/metafields": "product_metafields", "/orders/metafields": "order_metafields",
+                      "/customers/metafields": "customer_metafields"}
+        if rest in metafields:
+            return metafields[rest], lambda p: self._metafields(metafields[rest], p), True
         return None
 
     def _bounds(self, stream: str, query: "Query", low: str, high: str, **kwargs) -> tuple:
@@ -991,8 +1002,8 @@ class Sandbox:
         return 200, orjson.dumps(envelope)
 
     def _customer_cursor(self, query: Query, data: StreamData, flt: Filter, after: Optional[str],
-                         before: Optional[str], limit: int, include: list) -> bytes:
-        """A cursor page: keyset on id, ascending, still honouring the other filters."""
+                         before: Optional[str], limit: int, include: list, stream: str = "customers") -> bytes:
+        """A cursor page (customers, metafields): keyset on id, ascending, still honouring the other filters."""
         if query.get("sort") is not None:
             raise ApiError(422, "The sort parameter cannot be combined with a cursor (after/before).",
                            {"sort": query.get("sort")})
@@ -1016,13 +1027,13 @@ class Sandbox:
         meta = self._cursor_meta(rows, limit, more if after is not None else True)
         if before is not None and not more:
             meta["links"].pop("previous", None)
-        body = {"data": [self._encoded("customers", rec, include) for rec in rows],
+        body = {"data": [self._encoded(stream, rec, include) for rec in rows],
                 "meta": {"cursor_pagination": meta}}
         return orjson.dumps(body)
 
     @staticmethod
     def _cursor_meta(rows: list, limit: int, has_next: bool) -> dict:
-        """meta.cursor_pagination for a page of customers."""
+        """meta.cursor_pagination for a page of a cursor list."""
         start = encode_cursor(rows[0].id) if rows else None
         end = encode_cursor(rows[-1].id) if rows else None
         links = {"current": f"?limit={limit}"}
@@ -1183,6 +1194,28 @@ class Sandbox:
         low, high = self._bounds(stream, query, "date_modified:min", "date_modified:max", allow_epoch=True)
         flt = Filter(id_in=query.id_list("id:in"), mod_min=low, mod_max=high)
         return self._v3_body(stream, list(select(self.store.streams[stream], flt)), page, limit)
+
+    def _metafields(self, stream: str, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/{catalog/products,orders,customers}/metafields: date filters, page numbers or
+        after/before cursors (keyset on id), no sort but a direction."""
+        names = {"page", "limit", "after", "before", "direction", "key", "key:in", "namespace", "namespace:in",
+                 "include_fields", "date_created", "date_created:min", "date_created:max", "date_modified",
+                 "date_modified:min", "date_modified:max"}
+        query = Query(pairs, "v3", names, self.options.strict)
+        page, limit = query.page_limit()
+        if (query.get("direction") or "asc") != "asc":
+            raise ApiError(422, "The sandbox serves metafields in ascending id order only.", {})
+        low, high = self._bounds(stream, query, "date_modified:min", "date_modified:max", allow_epoch=True)
+        flt = Filter(mod_min=low, mod_max=high)
+        data = self.store.streams[stream]
+        after, before = query.get("after"), query.get("before")
+        if after is not None or before is not None:
+            return 200, self._customer_cursor(query, data, flt, after, before, limit, [], stream)
+        matching = list(select(data, flt))
+        envelope = self._v3_page(stream, matching, page, limit, [])
+        rows = envelope.pop("_rows")
+        envelope["meta"]["cursor_pagination"] = self._cursor_meta(rows, limit, len(matching) > page * limit)
+        return 200, orjson.dumps(envelope)
 
     def _v3_body(self, stream: str, matching: list, page: int, limit: int) -> tuple[int, bytes]:
         """One page of a page-number v3 listing, as an answer."""

@@ -101,7 +101,8 @@ def sandbox():
 
 # A store of a few hundred records per stream: big enough to span several pages, small enough for speed.
 STORE = {"seed": 7, "coupons": 120, "customers": 250, "orders": 300, "products": 200, "subscribers": 120,
-         "customer_attributes": 20, "customer_attribute_values": 150, "price_lists": 20}
+         "customer_attributes": 20, "customer_attribute_values": 150, "price_lists": 20, "product_metafields": 60,
+         "order_metafields": 60, "customer_metafields": 60}
 
 
 @pytest.fixture

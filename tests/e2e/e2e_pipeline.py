@@ -25,7 +25,8 @@ ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons",
 TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions", "category_trees")
 FIXED = ("customer_addresses", "order_statuses", "store")
 # Filtered on date_modified without a sort: read by date window, bookmarked on date_modified.
-WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists")
+WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists", "product_metafields",
+           "order_metafields", "customer_metafields")
 ALL_STREAMS = STREAMS + ORDER_FAMILY + TABLES + FIXED + WINDOWS
 FULL_TABLES = ("coupons",) + TABLES + FIXED  # read whole every run
 # Bookmarked on date_modified (the order family shares the orders bookmark); refunds are bookmarked on

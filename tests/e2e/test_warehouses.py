@@ -27,7 +27,8 @@ NESTED = {"orders": [("billing_address", dict), ("consignments", dict), ("fees",
           "gift_certificates": [], "currencies": [("default_for_country_codes", list)], "order_statuses": [],
           "promotions": [("rules", list)], "category_trees": [("channels", list)],
           "customer_addresses": [("form_fields", list)], "subscribers": [("consents", list)],
-          "customer_attributes": [], "customer_attribute_values": [], "price_lists": []}
+          "customer_attributes": [], "customer_attribute_values": [], "price_lists": [], "product_metafields": [],
+          "order_metafields": [], "customer_metafields": []}
 
 # What the reference tables are for: joins. Each pair of (table, key, table, name) joins a
 # record to what it points at; the test checks every row of the join against the store.
