@@ -178,6 +178,12 @@ STREAMS = (
         kind=SINGLE,  # every tree in one answer; the endpoint takes no paging parameters
     ),
     Stream(
+        "product_variants", api="v3", path="catalog/variants", scope="Products",
+        # Every variant, every sync: a variant edit does not always move its product's
+        # date_modified, so the products' embedded variants can go stale. Page numbers only.
+        kind=PAGED,
+    ),
+    Stream(
         "customer_addresses", api="v3", path="customers/addresses", scope="Customers",
         # Every address: customers embed ten at most. Page numbers only: no sort, no dates.
         kind=PAGED, include="formfields",

@@ -15,10 +15,10 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
                                "customer_attribute_values", "customer_attributes", "customer_groups", "customers",
                                "customer_metafields", "gift_certificates", "order_coupons", "order_line_items",
                                "order_metafields", "order_shipping_addresses", "order_statuses", "orders",
-                               "price_lists", "product_metafields", "products", "promotions", "refunds", "store",
+                               "price_lists", "product_metafields", "product_variants", "products", "promotions", "refunds", "store",
                                "subscribers"])
     full_tables = ("coupons", "brands", "customer_groups", "channels", "store", "gift_certificates", "currencies",
-                   "order_statuses", "promotions", "category_trees", "customer_addresses")
+                   "order_statuses", "promotions", "category_trees", "customer_addresses", "product_variants")
     replication_keys = dict({name: None for name in full_tables}, refunds="created")
     for name, entry in entries.items():
         root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])

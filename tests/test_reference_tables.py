@@ -9,7 +9,7 @@ from tap_harness import FAST, catalog_of, kill_after, run_tap, start_tap
 from tap_bigcommerce.sandbox import Change
 
 TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "order_statuses", "promotions",
-          "category_trees", "customer_addresses")
+          "category_trees", "customer_addresses", "product_variants")
 SMALL = dict(coupons=1, customers=1, orders=1, products=1)
 
 
@@ -23,7 +23,7 @@ def _truth(store, stream):
 
 
 def test_each_table_arrives_whole_once_and_is_activated(workdir, sandbox):
-    store = sandbox(**dict(SMALL, customers=40), brands=130, customer_groups=12, channels=12, gift_certificates=23,
+    store = sandbox(**dict(SMALL, customers=40, products=20), brands=130, customer_groups=12, channels=12, gift_certificates=23,
                     currencies=4, promotions=17, category_trees=3)
     run = _sync(workdir, store, page_size=5)
     assert run.returncode == 0, run.stderr
@@ -55,10 +55,11 @@ def test_deletes_creates_and_edits_mid_read_lose_nothing_that_stayed(workdir, sa
     changes = [Change(after_request=n, stream=stream, delete=1, create=1, edit=1)
                for n, stream in ((2, "customer_groups"), (3, "channels"), (4, "brands"), (5, "gift_certificates"),
                                  (6, "customer_groups"), (7, "currencies"), (8, "promotions"), (10, "category_trees"))]
-    store = sandbox(**dict(SMALL, customers=30), brands=60, customer_groups=30, channels=25, gift_certificates=40,
+    store = sandbox(**dict(SMALL, customers=30, products=30), brands=60, customer_groups=30, channels=25, gift_certificates=40,
                     currencies=12, promotions=30, category_trees=4, changes=changes)
     owners = sorted({address["customer_id"] for address in store.records("customer_addresses")})
     store.schedule(Change(after_request=9, stream="customers", delete_ids=owners[:3], create=2))
+    store.schedule(Change(after_request=11, stream="products", delete_ids=[1, 2], create=1))
     before = {stream: set(_truth(store, stream)) for stream in TABLES}
     run = _sync(workdir, store, page_size=5, max_workers=1)
     assert run.returncode == 0, run.stderr

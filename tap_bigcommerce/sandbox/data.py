@@ -368,11 +368,16 @@ class StoreData:
         return {"id": rec.id, "name": "Default" if rec.id == 1 else f"Channel {rec.id} catalog",
                 "channels": [rec.id]}
 
-    def customer_addresses(self, customers: Iterable[Record]) -> list[dict]:
-        """Every address of these customers (GET /v3/customers/addresses), in id order; customers
-        embed at most ten of them, this list has them all."""
-        found = [address for rec in customers for address in self.customer(rec, {"addresses"})["addresses"]]
-        return sorted(found, key=lambda address: address["id"])
+    # Lists of records that live inside others: (the parent stream, the include that embeds them).
+    DERIVED = {"customer_addresses": ("customers", "addresses"), "product_variants": ("products", "variants")}
+
+    def derived(self, stream: str, parents: Iterable[Record]) -> list[dict]:
+        """Every record of a derived list for these parents, in id order: every address of the
+        customers (GET /v3/customers/addresses; customers embed ten at most), every variant of the
+        products (GET /v3/catalog/variants)."""
+        parent, key = self.DERIVED[stream]
+        found = [row for rec in parents for row in self.serialize(parent, rec, {key})[key]]
+        return sorted(found, key=lambda row: row["id"])
 
     def gift_certificate(self, rec: Record) -> dict:
         """Serialize a gift certificate as GET /v2/gift_certificates does: money as text, dates as

@@ -77,7 +77,7 @@ SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_order
             "category_trees": "store_v2_products_read_only", "customer_addresses": "store_v2_customers_read_only",
             "subscribers": "store_v2_customers_read_only", "customer_attributes": "store_v2_customers_read_only",
             "customer_attribute_values": "store_v2_customers_read_only", "price_lists": "store_v2_products_read_only",
-            "product_metafields": "store_v2_products_read_only", "order_metafields": "store_v2_orders_read_only",
+            "product_metafields": "store_v2_products_read_only", "product_variants": "store_v2_products_read_only", "order_metafields": "store_v2_orders_read_only",
             "customer_metafields": "store_v2_customers_read_only",
             "store": "store_v2_information_read_only"}
 CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
@@ -571,10 +571,10 @@ class Sandbox:
             return [self.store_info()]
         if stream == "order_statuses":
             return self.store.order_statuses()
-        if stream == "customer_addresses":
+        if stream in self.store.DERIVED:
             with self.lock:
-                customers = self.store.streams["customers"]
-                return self.store.customer_addresses(customers.by_id[rid] for rid in customers.ids)
+                parents = self.store.streams[self.store.DERIVED[stream][0]]
+                return self.store.derived(stream, (parents.by_id[rid] for rid in parents.ids))
         with self.lock:
             data = self.store.streams[stream]
             return [self._serialize(stream, data.by_id[rid], include) for rid in data.ids]
@@ -829,7 +829,9 @@ class Sandbox:
         if rest == "/catalog/trees":
             return "category_trees", self._category_trees, True
         if rest == "/customers/addresses":
-            return "customer_addresses", self._customer_addresses, True
+            return "customer_addresses", lambda p: self._derived_pages("customer_addresses", p), True
+        if rest == "/catalog/variants":
+            return "product_variants", lambda p: self._derived_pages("product_variants", p), True
         windows = {"/customers/subscribers": ("subscribers", {"id", "id:in", "email", "source", "order_id"}),
                    "/customers/attributes": ("customer_attributes", {"name", "type"}),
                    "/customers/attribute-values": ("customer_attribute_values", {"customer_id:in", "attribute_id:in"}),
@@ -1167,22 +1169,24 @@ class Sandbox:
         trees = list(select(self.store.streams["category_trees"], flt))
         return self._v3_body("category_trees", trees, 1, max(len(trees), 1))
 
-    def _customer_addresses(self, pairs: list) -> tuple[int, bytes]:
-        """GET /v3/customers/addresses: page numbers only (no sort, no dates), include=formfields."""
-        query = Query(pairs, "v3", {"page", "limit", "id:in", "customer_id:in", "company:in", "name:in", "include"},
-                      self.options.strict)
+    def _derived_pages(self, stream: str, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/customers/addresses and /v3/catalog/variants: page numbers only (no sort, no
+        dates), filtered by their parents' ids and their own."""
+        names = {"page", "limit", "id:in", "customer_id:in", "company:in", "name:in", "include"} \
+            if stream == "customer_addresses" else {"page", "limit", "id", "sku", "upc", "product_id:in"}
+        query = Query(pairs, "v3", names, self.options.strict)
         page, limit = query.page_limit()
         query.include({"formfields"})
-        wanted = query.id_list("customer_id:in")
-        customers = [rec for rec in select(self.store.streams["customers"], Filter(id_in=wanted))]
-        found = self.store.customer_addresses(customers)
-        ids = query.id_list("id:in")
+        parent = self.store.DERIVED[stream][0]
+        wanted = query.id_list("customer_id:in" if parent == "customers" else "product_id:in")
+        found = self.store.derived(stream, select(self.store.streams[parent], Filter(id_in=wanted)))
+        ids = query.id_list("id:in") if "id:in" in names else ({query.integer("id")} if query.get("id") else None)
         if ids is not None:
-            found = [address for address in found if address["id"] in ids]
+            found = [row for row in found if row["id"] in ids]
         total, rows = len(found), found[(page - 1) * limit:page * limit]
-        pages = math.ceil(total / limit)
         meta = {"pagination": {"total": total, "count": len(rows), "per_page": limit, "current_page": page,
-                               "total_pages": pages, "links": {"current": f"?page={page}&limit={limit}"}}}
+                               "total_pages": math.ceil(total / limit),
+                               "links": {"current": f"?page={page}&limit={limit}"}}}
         return 200, orjson.dumps({"data": rows, "meta": meta})
 
     def _modified_pages(self, stream: str, names: set, pairs: list) -> tuple[int, bytes]:

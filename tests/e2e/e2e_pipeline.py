@@ -21,9 +21,9 @@ VENVS = Path(os.environ.get("VENVS", ROOT / ".venvs"))
 STREAMS = ("coupons", "customers", "orders", "products")
 INCREMENTAL = ("customers", "orders", "products")
 ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons", "refunds")
-# Full tables the sandbox can edit, and those it derives (addresses from customers) or keeps fixed.
+# Full tables the sandbox can edit, and those it derives (addresses, variants) or keeps fixed.
 TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions", "category_trees")
-FIXED = ("customer_addresses", "order_statuses", "store")
+FIXED = ("customer_addresses", "product_variants", "order_statuses", "store")
 # Filtered on date_modified without a sort: read by date window, bookmarked on date_modified.
 WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists", "product_metafields",
            "order_metafields", "customer_metafields")

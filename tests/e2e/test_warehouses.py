@@ -26,7 +26,7 @@ NESTED = {"orders": [("billing_address", dict), ("consignments", dict), ("fees",
           "customer_groups": [("discount_rules", list)], "channels": [], "store": [("timezone", dict)],
           "gift_certificates": [], "currencies": [("default_for_country_codes", list)], "order_statuses": [],
           "promotions": [("rules", list)], "category_trees": [("channels", list)],
-          "customer_addresses": [("form_fields", list)], "subscribers": [("consents", list)],
+          "customer_addresses": [("form_fields", list)], "product_variants": [("option_values", list)], "subscribers": [("consents", list)],
           "customer_attributes": [], "customer_attribute_values": [], "price_lists": [], "product_metafields": [],
           "order_metafields": [], "customer_metafields": []}
 
