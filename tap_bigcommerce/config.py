@@ -348,7 +348,7 @@ def parse_catalog(raw):
 
 def _selection(stream, schema, metadata, own):
     """One selected stream: the fields the catalog keeps, typed by the tap's own schema."""
-    automatic = {stream.key, stream.replication_key} - {None}
+    automatic = {*stream.key_properties, stream.replication_key} - {None}
     for needed in automatic:
         if needed not in schema["properties"]:
             raise InputError(f"The catalog's schema for {stream.name} lacks the {needed} field the tap needs.")

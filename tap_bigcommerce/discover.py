@@ -23,7 +23,7 @@ def stream_metadata(stream, schema):
     """Standard Singer metadata for a stream, derived from its row, never typed by hand."""
     base = stream.scope in BASE_SCOPES  # a stream needing another scope is opted into
     root = {
-        "table-key-properties": [stream.key],
+        "table-key-properties": list(stream.key_properties),
         "forced-replication-method": stream.replication_method,
         "inclusion": "available",
         "selected": base,
@@ -33,7 +33,7 @@ def stream_metadata(stream, schema):
         root["valid-replication-keys"] = [stream.replication_key]
     if stream.parent:
         root["parent-tap-stream-id"] = stream.parent
-    automatic = {stream.key, stream.replication_key}
+    automatic = {*stream.key_properties, stream.replication_key}
     entries = [{"breadcrumb": [], "metadata": root}]
     for field in schema["properties"]:
         entries.append(
@@ -56,7 +56,7 @@ def discover():
         entry = {
             "tap_stream_id": stream.name,
             "stream": stream.name,
-            "key_properties": [stream.key],
+            "key_properties": list(stream.key_properties),
             "replication_method": stream.replication_method,
             "schema": schema,
             "metadata": stream_metadata(stream, schema),

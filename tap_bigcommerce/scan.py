@@ -322,14 +322,14 @@ def _paged_reader(source, job, stream, handed, listed, keep):
     """The function that turns one page of a page-numbered read into a Read of its new records."""
 
     def read(page):
-        ids = [record.get("id") for record in page.records]
-        if any(not isinstance(rid, int) for rid in ids):
-            raise ApiError(f"{stream.name}: the store returned a record without a whole-number id; "
-                           "stopping rather than risk a gap.")
+        ids = [stream.identity(record) for record in page.records]
+        if any(not all(isinstance(part, int) for part in (rid if isinstance(rid, tuple) else (rid,))) for rid in ids):
+            raise ApiError(f"{stream.name}: the store returned a record without a whole-number "
+                           f"{' and '.join(stream.key_properties)}; stopping rather than risk a gap.")
         listed.update(ids)
         records = page.records if keep is None else keep(page.records)
-        fresh = [record for record in records if record["id"] not in handed]
-        handed.update(record["id"] for record in fresh)
+        fresh = [record for record in records if stream.identity(record) not in handed]
+        handed.update(stream.identity(record) for record in fresh)
         return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids))
 
     return read
@@ -341,8 +341,10 @@ def single_record(source, job):
     stream = source.stream_of(job)
 
     def read(page):
-        if any(not isinstance(record, dict) or record.get(stream.key) in (None, "") for record in page.records):
-            raise ApiError(f"{stream.name}: the store's answer has a record without an {stream.key}; stopping.")
+        if any(not isinstance(record, dict) or record.get(key) in (None, "")
+               for record in page.records for key in stream.key_properties):
+            raise ApiError(f"{stream.name}: the store's answer has a record without its "
+                           f"{' and '.join(stream.key_properties)}; stopping.")
         if page.has_more:
             raise ApiError(f"{stream.name}: the store says there is more than one page, but this endpoint takes no "
                            "page parameter; stopping rather than risk a gap.")

@@ -89,7 +89,7 @@ class StateKeeper:
         starts = _rule(run).begin(self, run)
         for selection in run.selections:
             stream = selection.stream
-            self.writer.schema(stream.name, selection.schema, [stream.key],
+            self.writer.schema(stream.name, selection.schema, list(stream.key_properties),
                                [stream.replication_key] if stream.replication_key else None)
         _rule(run).opened(self, run)
         return starts

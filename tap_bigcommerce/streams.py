@@ -56,6 +56,7 @@ class Stream:
     scope: str  # the read-only OAuth scope as the BigCommerce control panel names it
     kind: str = FULL_TABLE
     key: str = "id"
+    keys: Tuple[str, ...] = ()  # a key of several fields, where one is not unique on its own
     replication_key: Optional[str] = None  # the date the bookmark follows (INCREMENTAL)
     date_filter: Optional[DateFilter] = None  # how a request bounds the replication key
     sort_by_modified: Tuple[Tuple[str, str], ...] = ()
@@ -77,6 +78,15 @@ class Stream:
     def replication_method(self):
         """The Singer replication method its kind amounts to."""
         return "FULL_TABLE" if self.kind in (FULL_TABLE, PAGED, SINGLE) else "INCREMENTAL"
+
+    @property
+    def key_properties(self):
+        """The fields that identify a record."""
+        return self.keys or (self.key,)
+
+    def identity(self, record):
+        """What identifies a record: its key's value, or a tuple of its keys' values."""
+        return tuple(record.get(name) for name in self.keys) if self.keys else record.get(self.key)
 
     @property
     def family(self):
@@ -166,6 +176,12 @@ STREAMS = (
     Stream(
         "order_statuses", api="v2", path="order_statuses", scope="Orders",
         kind=SINGLE,  # the whole list in one answer; the endpoint takes no parameters
+    ),
+    Stream(
+        "categories", api="v3", path="catalog/trees/categories", scope="Products",
+        # Page numbers only. A category id is unique within its tree; the reference does not say
+        # across trees, so the key is both.
+        kind=PAGED, keys=("tree_id", "category_id"),
     ),
     Stream(
         "promotions", api="v3", path="promotions", scope="Marketing",

@@ -11,18 +11,18 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
     assert run.returncode == 0, run.stderr
     catalog = json.loads(run.stdout)
     entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
-    assert sorted(entries) == sorted(["brands", "category_trees", "channels", "coupons", "currencies", "customer_addresses",
+    assert sorted(entries) == sorted(["brands", "categories", "category_trees", "channels", "coupons", "currencies", "customer_addresses",
                                "customer_attribute_values", "customer_attributes", "customer_groups", "customers",
                                "customer_metafields", "gift_certificates", "order_coupons", "order_line_items",
                                "order_metafields", "order_shipping_addresses", "order_statuses", "orders",
                                "price_lists", "product_metafields", "product_variants", "products", "promotions", "refunds", "store",
                                "subscribers"])
     full_tables = ("coupons", "brands", "customer_groups", "channels", "store", "gift_certificates", "currencies",
-                   "order_statuses", "promotions", "category_trees", "customer_addresses", "product_variants")
+                   "order_statuses", "promotions", "category_trees", "customer_addresses", "product_variants", "categories")
     replication_keys = dict({name: None for name in full_tables}, refunds="created")
     for name, entry in entries.items():
         root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
-        assert root["table-key-properties"] == ["id"]
+        assert root["table-key-properties"] == (["tree_id", "category_id"] if name == "categories" else ["id"])
         # channels, currencies and store need scopes beyond the four every account has: opted into.
         default = name not in ("channels", "currencies", "store")
         assert root["selected"] is default and root["selected-by-default"] is default, name
@@ -30,7 +30,8 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
         assert root.get("parent-tap-stream-id") == ("orders" if name in children else None), name
         fields = {tuple(m["breadcrumb"]): m["metadata"] for m in entry["metadata"] if m["breadcrumb"]}
         assert set(fields) == {("properties", f) for f in entry["schema"]["properties"]}
-        assert fields[("properties", "id")]["inclusion"] == "automatic"
+        for key in root["table-key-properties"]:
+            assert fields[("properties", key)]["inclusion"] == "automatic"
         key = replication_keys.get(name, "date_modified")
         if key is None:
             assert root["forced-replication-method"] == "FULL_TABLE"

@@ -7,9 +7,10 @@ import pytest
 
 from tap_harness import FAST, catalog_of, kill_after, run_tap, start_tap
 from tap_bigcommerce.sandbox import Change
+from tap_bigcommerce.streams import STREAMS_BY_NAME
 
 TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "order_statuses", "promotions",
-          "category_trees", "customer_addresses", "product_variants")
+          "category_trees", "customer_addresses", "product_variants", "categories")
 SMALL = dict(coupons=1, customers=1, orders=1, products=1)
 
 
@@ -19,16 +20,21 @@ def _sync(workdir, store, streams=TABLES, state=None, **settings):
 
 
 def _truth(store, stream):
-    return {record["id"]: record for record in store.records(stream)}
+    return {STREAMS_BY_NAME[stream].identity(record): record for record in store.records(stream)}
+
+
+def _ids(run, stream):
+    """The keys of the records a run wrote for a stream, in order (a tuple where the key is several fields)."""
+    return [STREAMS_BY_NAME[stream].identity(record) for record in run.records(stream)]
 
 
 def test_each_table_arrives_whole_once_and_is_activated(workdir, sandbox):
     store = sandbox(**dict(SMALL, customers=40, products=20), brands=130, customer_groups=12, channels=12, gift_certificates=23,
-                    currencies=4, promotions=17, category_trees=3)
+                    currencies=4, promotions=17, category_trees=3, categories=33)
     run = _sync(workdir, store, page_size=5)
     assert run.returncode == 0, run.stderr
     for stream in TABLES:
-        ids = run.ids(stream)
+        ids = _ids(run, stream)
         assert sorted(ids) == sorted(_truth(store, stream)) and len(ids) == len(set(ids)), stream
         kinds = [m["type"] for m in run.messages if m.get("stream") == stream]
         assert kinds[-1] == "ACTIVATE_VERSION" and "version" in run.last_state["bookmarks"][stream]
@@ -48,15 +54,20 @@ def test_each_table_arrives_whole_once_and_is_activated(workdir, sandbox):
     assert sum(p.endswith("/promotions") for p in paths) == 2 * 4  # 17 at 5 a page, read twice
     assert len(run.ids("customer_addresses")) > 40  # more than one per customer on average
     assert sorted(run.ids("order_statuses")) == list(range(15))
+    trees = {record["tree_id"] for record in run.records("categories")}
+    assert len(trees) > 1 and all(isinstance(key, tuple) for key in _ids(run, "categories"))
+    schema = next(m for m in run.messages if m["type"] == "SCHEMA" and m["stream"] == "categories")
+    assert schema["key_properties"] == ["tree_id", "category_id"]
     gift = {r["id"]: r for r in run.records("gift_certificates")}
     assert all(gift[g["id"]]["balance"] == g["balance"] for g in store.records("gift_certificates"))
 
 def test_deletes_creates_and_edits_mid_read_lose_nothing_that_stayed(workdir, sandbox):
     changes = [Change(after_request=n, stream=stream, delete=1, create=1, edit=1)
                for n, stream in ((2, "customer_groups"), (3, "channels"), (4, "brands"), (5, "gift_certificates"),
-                                 (6, "customer_groups"), (7, "currencies"), (8, "promotions"), (10, "category_trees"))]
+                                 (6, "customer_groups"), (7, "currencies"), (8, "promotions"), (10, "category_trees"),
+                                 (12, "categories"))]
     store = sandbox(**dict(SMALL, customers=30, products=30), brands=60, customer_groups=30, channels=25, gift_certificates=40,
-                    currencies=12, promotions=30, category_trees=4, changes=changes)
+                    currencies=12, promotions=30, category_trees=4, categories=35, changes=changes)
     owners = sorted({address["customer_id"] for address in store.records("customer_addresses")})
     store.schedule(Change(after_request=9, stream="customers", delete_ids=owners[:3], create=2))
     store.schedule(Change(after_request=11, stream="products", delete_ids=[1, 2], create=1))
@@ -64,7 +75,7 @@ def test_deletes_creates_and_edits_mid_read_lose_nothing_that_stayed(workdir, sa
     run = _sync(workdir, store, page_size=5, max_workers=1)
     assert run.returncode == 0, run.stderr
     for stream in TABLES:
-        ids = run.ids(stream)
+        ids = _ids(run, stream)
         stayed = before[stream] & set(_truth(store, stream))
         assert stayed <= set(ids) and len(ids) == len(set(ids)), stream
         assert len(stayed) < len(before[stream]) or stream == "order_statuses", f"{stream}: the test deleted nothing"
@@ -99,8 +110,9 @@ def test_a_killed_sync_of_the_tables_resumes_without_loss(workdir, sandbox):
     resumed = run_tap(workdir, config, catalog=catalog, state=state)
     assert resumed.returncode == 0, resumed.stderr
     for stream in TABLES:
-        before = {m["record"]["id"] for m in kept if m["type"] == "RECORD" and m["stream"] == stream}
-        assert set(_truth(store, stream)) <= before | set(resumed.ids(stream)), stream
+        before = {STREAMS_BY_NAME[stream].identity(m["record"]) for m in kept
+                  if m["type"] == "RECORD" and m["stream"] == stream}
+        assert set(_truth(store, stream)) <= before | set(_ids(resumed, stream)), stream
 
 
 def test_the_store_is_one_record_each_sync(workdir, sandbox):
@@ -136,13 +148,13 @@ def test_date_windows_read_whole_then_only_what_changed(workdir, sandbox, bounds
     first = _sync(workdir, store, WINDOWS, page_size=5)
     assert first.returncode == 0, first.stderr
     for stream in WINDOWS:
-        ids = first.ids(stream)
+        ids = _ids(first, stream)
         assert sorted(ids) == sorted(_truth(store, stream)) and len(ids) == len(set(ids)), stream
     changed = {stream: set(store.edit(stream, count=2)) | set(store.create(stream, 2)) for stream in WINDOWS}
     second = _sync(workdir, store, WINDOWS, state=first.last_state, page_size=5)
     assert second.returncode == 0, second.stderr
     for stream in WINDOWS:
-        ids = set(second.ids(stream))
+        ids = set(_ids(second, stream))
         assert ids == changed[stream], stream  # the window since the first run holds the changes alone
         latest = {r["id"]: r for r in first.records(stream) + second.records(stream)}
         assert all(latest[rid]["date_modified"] == record["date_modified"]

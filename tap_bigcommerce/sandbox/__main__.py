@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--currencies", type=int, default=3)
     add("--promotions", type=int, default=25)
     add("--category-trees", type=int, default=2)
+    add("--categories", type=int, default=40)
     add("--subscribers", type=int, default=60)
     add("--customer-attributes", type=int, default=5)
     add("--customer-attribute-values", type=int, default=80)
@@ -85,7 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed=args.seed, coupons=args.coupons, customers=args.customers, orders=args.orders,
         products=args.products, brands=args.brands, customer_groups=args.customer_groups,
         channels=args.channels, gift_certificates=args.gift_certificates, currencies=args.currencies,
-        promotions=args.promotions, category_trees=args.category_trees, subscribers=args.subscribers,
+        promotions=args.promotions, category_trees=args.category_trees, categories=args.categories, subscribers=args.subscribers,
         customer_attributes=args.customer_attributes, customer_attribute_values=args.customer_attribute_values,
         price_lists=args.price_lists, product_metafields=args.metafields, order_metafields=args.metafields,
         customer_metafields=args.metafields,

@@ -18,7 +18,7 @@ UTC = dt.timezone.utc
 STREAMS = ("coupons", "customers", "orders", "products", "brands", "customer_groups", "channels",
            "gift_certificates", "currencies", "promotions", "category_trees", "subscribers", "customer_attributes",
            "customer_attribute_values", "price_lists", "product_metafields", "order_metafields",
-           "customer_metafields")
+           "customer_metafields", "categories")
 CHANNEL_STATUSES = ("active", "active", "inactive", "prelaunch", "connected", "disconnected", "archived", "deleted",
                     "terminated")
 DATA_START = dt.datetime(2023, 1, 1, tzinfo=UTC)
@@ -166,7 +166,7 @@ def _mix(*parts: int) -> int:
 
 _SMALL_STREAMS = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions",
                   "category_trees", "subscribers", "customer_attributes", "customer_attribute_values", "price_lists",
-                  "product_metafields", "order_metafields", "customer_metafields")
+                  "product_metafields", "order_metafields", "customer_metafields", "categories")
 _STATUS_TABLE = tuple(status for status, weight in enumerate(_STATUS_WEIGHTS) for _ in range(weight))
 _CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -213,6 +213,7 @@ class StoreData:
         self.brand_count = int(counts.get("brands", 0))
         self.group_count = int(counts.get("customer_groups", 0))
         self.channel_count = max(int(counts.get("channels", 0)), 1)
+        self.tree_count = max(int(counts.get("category_trees", 0)), 1)
         same = spec.same_second or {}
         for number, name in enumerate(STREAMS):
             self._generate(number, name, int(counts.get(name, 0)), int(same.get(name, 0)))
@@ -302,7 +303,23 @@ class StoreData:
               "gift_certificates": "gift_certificate", "currencies": "currency", "promotions": "promotion",
               "category_trees": "category_tree", "subscribers": "subscriber", "customer_attributes": "attribute",
               "customer_attribute_values": "attribute_value", "price_lists": "price_list",
-              "product_metafields": "metafield", "order_metafields": "metafield", "customer_metafields": "metafield"}
+              "product_metafields": "metafield", "order_metafields": "metafield", "customer_metafields": "metafield",
+              "categories": "category"}
+
+    def category(self, rec: Record) -> dict:
+        """Serialize a category as GET /v3/catalog/trees/categories does: no `id`, but a
+        category_id and the tree it is in; a few categories sit under an earlier one."""
+        rng = self._rng(rec)
+        name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}s"
+        slug = name.lower().replace(" ", "-")
+        return {"category_id": rec.id, "category_uuid": f"{rec.seed:032x}"[:32],
+                "tree_id": 1 + rec.seed % self.tree_count,
+                "parent_id": 0 if rec.id < 5 or rng.random() < 0.6 else rng.randint(1, rec.id - 1), "name": name,
+                "description": f"<p>{name}</p>", "views": rng.randint(0, 5000), "sort_order": rec.id,
+                "page_title": name, "meta_keywords": [slug], "meta_description": "", "layout_file": "category.html",
+                "image_url": "", "is_visible": rng.random() < 0.9, "search_keywords": slug.replace("-", ","),
+                "default_product_sort": "use_store_settings",
+                "url": {"path": f"/{slug}-{rec.id}/", "is_customized": rec.version > 0}}
 
     def metafield(self, rec: Record) -> dict:
         """Serialize a metafield as the store-wide metafields lists do (the resource type is the

@@ -77,7 +77,8 @@ SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_order
             "category_trees": "store_v2_products_read_only", "customer_addresses": "store_v2_customers_read_only",
             "subscribers": "store_v2_customers_read_only", "customer_attributes": "store_v2_customers_read_only",
             "customer_attribute_values": "store_v2_customers_read_only", "price_lists": "store_v2_products_read_only",
-            "product_metafields": "store_v2_products_read_only", "product_variants": "store_v2_products_read_only", "order_metafields": "store_v2_orders_read_only",
+            "product_metafields": "store_v2_products_read_only", "product_variants": "store_v2_products_read_only",
+            "categories": "store_v2_products_read_only", "order_metafields": "store_v2_orders_read_only",
             "customer_metafields": "store_v2_customers_read_only",
             "store": "store_v2_information_read_only"}
 CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
@@ -125,6 +126,7 @@ class SandboxOptions:
     currencies: int = 3
     promotions: int = 25
     category_trees: int = 2
+    categories: int = 40
     subscribers: int = 60
     customer_attributes: int = 5
     customer_attribute_values: int = 80
@@ -487,7 +489,7 @@ class Sandbox:
                     "products": opts.products, "brands": opts.brands, "customer_groups": opts.customer_groups,
                     "channels": opts.channels, "gift_certificates": opts.gift_certificates,
                     "currencies": opts.currencies, "promotions": opts.promotions,
-                    "category_trees": opts.category_trees, "subscribers": opts.subscribers,
+                    "category_trees": opts.category_trees, "categories": opts.categories, "subscribers": opts.subscribers,
                     "customer_attributes": opts.customer_attributes,
                     "customer_attribute_values": opts.customer_attribute_values, "price_lists": opts.price_lists,
                     "product_metafields": opts.product_metafields, "order_metafields": opts.order_metafields,
@@ -828,6 +830,8 @@ class Sandbox:
             return "promotions", self._promotions, True
         if rest == "/catalog/trees":
             return "category_trees", self._category_trees, True
+        if rest == "/catalog/trees/categories":
+            return "categories", self._categories, True
         if rest == "/customers/addresses":
             return "customer_addresses", lambda p: self._derived_pages("customer_addresses", p), True
         if rest == "/catalog/variants":
@@ -1161,6 +1165,17 @@ class Sandbox:
         key = None if sort_name == "id" else (lambda r: self._serialize("promotions", r).get(sort_name) or "")
         matching = list(select(self.store.streams["promotions"], flt, sort_name, direction == "desc", key))
         return self._v3_body("promotions", matching, page, limit)
+
+    def _categories(self, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/catalog/trees/categories: page numbers only (no sort, no id range), filters by lists."""
+        names = {"page", "limit", "category_id:in", "category_id:not_in", "tree_id:in", "tree_id:not_in",
+                 "parent_id:in", "parent_id:not_in", "name", "name:like", "is_visible", "keyword"}
+        query = Query(pairs, "v3", names, self.options.strict)
+        page, limit = query.page_limit()
+        trees = query.id_list("tree_id:in")
+        flt = Filter(id_in=query.id_list("category_id:in"),
+                     extra=None if trees is None else (lambda r: self._serialize("categories", r)["tree_id"] in trees))
+        return self._v3_body("categories", list(select(self.store.streams["categories"], flt)), page, limit)
 
     def _category_trees(self, pairs: list) -> tuple[int, bytes]:
         """GET /v3/catalog/trees: every tree in one answer; filters id:in and channel_id:in, no paging."""

@@ -22,7 +22,8 @@ STREAMS = ("coupons", "customers", "orders", "products")
 INCREMENTAL = ("customers", "orders", "products")
 ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons", "refunds")
 # Full tables the sandbox can edit, and those it derives (addresses, variants) or keeps fixed.
-TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions", "category_trees")
+TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions", "category_trees",
+          "categories")
 FIXED = ("customer_addresses", "product_variants", "order_statuses", "store")
 # Filtered on date_modified without a sort: read by date window, bookmarked on date_modified.
 WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists", "product_metafields",
@@ -220,7 +221,17 @@ def actual_value(value, prop):
     return canon(value)
 
 
-def differences(stream, expected_records, actual_records, schema, key="id", empty_is_null=False):
+# Streams whose key is not `id` (categories: a category id is unique within its tree).
+KEYS = {"categories": ("tree_id", "category_id")}
+
+
+def key_of(stream, record):
+    """What identifies a record of the stream: its id, or a tuple of its key fields."""
+    names = KEYS.get(stream)
+    return tuple(record[name] for name in names) if names else record["id"]
+
+
+def differences(stream, expected_records, actual_records, schema, empty_is_null=False):
     """Mismatches between the store's records and a destination's, by key; empty when they agree.
 
     Every field that the stream's schema declares and the store sends must arrive with the same value;
@@ -231,10 +242,10 @@ def differences(stream, expected_records, actual_records, schema, key="id", empt
     props = schema["properties"]
     actual_by_key = {}
     for row in actual_records:
-        if row[key] in actual_by_key:
-            problems.append(f"{stream} {key}={row[key]}: loaded twice")
-        actual_by_key[row[key]] = row
-    expected_by_key = {rec[key]: rec for rec in expected_records}
+        if key_of(stream, row) in actual_by_key:
+            problems.append(f"{stream} key={key_of(stream, row)}: loaded twice")
+        actual_by_key[key_of(stream, row)] = row
+    expected_by_key = {key_of(stream, rec): rec for rec in expected_records}
     missing = sorted(set(expected_by_key) - set(actual_by_key))
     extra = sorted(set(actual_by_key) - set(expected_by_key))
     if missing:
@@ -247,13 +258,13 @@ def differences(stream, expected_records, actual_records, schema, key="id", empt
             if field not in want:
                 continue
             if field not in got:
-                problems.append(f"{stream} {key}={rid}: field {field} missing")
+                problems.append(f"{stream} key={rid}: field {field} missing")
                 continue
             expected, actual = expected_value(want[field], prop), actual_value(got[field], prop)
             if empty_is_null and expected == "" and actual is None:
                 continue
             if expected != actual:
-                problems.append(f"{stream} {key}={rid}: {field}: store {want[field]!r}, loaded {got[field]!r}")
+                problems.append(f"{stream} key={rid}: {field}: store {want[field]!r}, loaded {got[field]!r}")
     return problems
 
 
@@ -300,6 +311,9 @@ def change_store(sb, count):
     returns {stream: ids changed}, the changed orders' children included (an edited order changes its
     first line's quantity too)."""
     changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3)) for stream in STREAMS + TABLES + WINDOWS}
+    # The sandbox edits by record number; categories are keyed by tree and category id.
+    changed["categories"] = {key_of("categories", r) for r in sb.records("categories")
+                             if r["category_id"] in changed["categories"]}
     refunds = sb.add_refunds(2)
     changed["refunds"] = {refund["id"] for refund in refunds}
     for stream in FIXED:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from e2e_pipeline import (ALL_STREAMS, FULL_TABLES, MODIFIED, RFC3339_UTC, as_instant, change_store, differences,
+from e2e_pipeline import (ALL_STREAMS, FULL_TABLES, key_of, MODIFIED, RFC3339_UTC, as_instant, change_store, differences,
                           discover, load_schemas, run_pipeline, store_records, write_json)
 
 pytestmark = pytest.mark.e2e
@@ -59,21 +59,21 @@ def test_jsonl_loads_every_record_and_resumes_with_only_changes(sandbox, store_s
     for stream in ALL_STREAMS:
         lines = read_lines(out, stream)
         new = lines[first_lines[stream]:]
-        new_ids = [r["id"] for r in new]
+        new_ids = [key_of(stream, r) for r in new]
         assert len(new_ids) == len(set(new_ids)), f"{stream}: a record was emitted twice in one run"
         assert changed[stream] <= set(new_ids), f"{stream}: edited or created records missing from the second run"
         truth = store_records(sb, stream)
         if stream in MODIFIED:
             bookmark = as_instant(state["bookmarks"][stream]["date_modified"])
-            early = [r["id"] for r in new if as_instant(r["date_modified"]) < bookmark]
+            early = [key_of(stream, r) for r in new if as_instant(r["date_modified"]) < bookmark]
             assert not early, f"{stream}: second run re-emitted records modified before the bookmark: {early[:5]}"
             assert len(new) < len(lines) - len(new), f"{stream}: the second run re-read the whole stream"
         elif stream in FULL_TABLES:
             assert len(new) == len(truth), f"{stream} is a full table: every record again"
         # The latest line per id is what a reader of the files sees: it must match the store now.
-        latest = {r["id"]: r for r in lines}
+        latest = {key_of(stream, r): r for r in lines}
         assert not differences(stream, truth, list(latest.values()), schemas[stream])
-        store = {r["id"]: r for r in truth}
+        store = {key_of(stream, r): r for r in truth}
         for rid in changed[stream]:
             if "date_modified" in store[rid]:
                 assert as_instant(latest[rid]["date_modified"]) == as_instant(store[rid]["date_modified"])
