@@ -94,6 +94,10 @@ class Stream:
         return self.parent or self.name
 
 
+# What every stream read by date window has in common, and the metafields lists besides.
+_WINDOW = dict(kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED)
+_METAFIELDS = dict(_WINDOW, id_keyset=CURSOR, sort_by_id=(("direction", "asc"),))
+
 STREAMS = (
     Stream(
         "coupons", api="v2", path="coupons", scope="Marketing",
@@ -206,38 +210,14 @@ STREAMS = (
     ),
     # Filtered on date_modified but not sortable: each run reads [bookmark, its start] by page
     # number, twice where it takes more than one page (see scan.modified_window).
-    Stream(
-        "subscribers", api="v3", path="customers/subscribers", scope="Customers",
-        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
-    ),
-    Stream(
-        "customer_attributes", api="v3", path="customers/attributes", scope="Customers",
-        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
-    ),
-    Stream(
-        "customer_attribute_values", api="v3", path="customers/attribute-values", scope="Customers",
-        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
-    ),
-    Stream(
-        "price_lists", api="v3", path="pricelists", scope="Products",
-        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED,
-    ),
+    Stream("subscribers", api="v3", path="customers/subscribers", scope="Customers", **_WINDOW),
+    Stream("customer_attributes", api="v3", path="customers/attributes", scope="Customers", **_WINDOW),
+    Stream("customer_attribute_values", api="v3", path="customers/attribute-values", scope="Customers", **_WINDOW),
+    Stream("price_lists", api="v3", path="pricelists", scope="Products", **_WINDOW),
     # Metafields: date filters and a cursor (a keyset on id), so one read of each window.
-    Stream(
-        "product_metafields", api="v3", path="catalog/products/metafields", scope="Products",
-        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED, id_keyset=CURSOR,
-        sort_by_id=(("direction", "asc"),),
-    ),
-    Stream(
-        "order_metafields", api="v3", path="orders/metafields", scope="Orders",
-        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED, id_keyset=CURSOR,
-        sort_by_id=(("direction", "asc"),),
-    ),
-    Stream(
-        "customer_metafields", api="v3", path="customers/metafields", scope="Customers",
-        kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED, id_keyset=CURSOR,
-        sort_by_id=(("direction", "asc"),),
-    ),
+    Stream("product_metafields", api="v3", path="catalog/products/metafields", scope="Products", **_METAFIELDS),
+    Stream("order_metafields", api="v3", path="orders/metafields", scope="Orders", **_METAFIELDS),
+    Stream("customer_metafields", api="v3", path="customers/metafields", scope="Customers", **_METAFIELDS),
     Stream(
         "store", api="v2", path="store", scope="Information & settings",
         # The store's settings: its plan, currency, time zone, default channel. Its id is text.

@@ -791,51 +791,33 @@ class Sandbox:
     def _endpoint(self, version: str, rest: str):
         """(stream, serve function, is a data request) for a path under the store, or None."""
         if version == "v2":
-            if rest == "/coupons":
-                return "coupons", self._coupons, True
-            if rest == "/coupons/count":
-                return "coupons", lambda p: self._coupons(p, count=True), False
-            if rest == "/orders":
-                return "orders", self._orders, True
-            if rest == "/orders/count":
-                return "orders", lambda p: self._orders(p, count=True), False
-            if rest == "/time":
-                return None, lambda p: (200, orjson.dumps({"time": int(time.time())})), False
-            if rest == "/customer_groups":
-                return "customer_groups", self._customer_groups, True
-            if rest == "/store":
-                return "store", self._store_info, True
-            if rest == "/gift_certificates":
-                return "gift_certificates", self._gift_certificates, True
-            if rest == "/currencies":
-                return "currencies", self._currencies, True
-            if rest == "/order_statuses":
-                return "order_statuses", self._order_statuses, True
+            found = {"/coupons": ("coupons", self._coupons, True),
+                     "/coupons/count": ("coupons", lambda p: self._coupons(p, count=True), False),
+                     "/orders": ("orders", self._orders, True),
+                     "/orders/count": ("orders", lambda p: self._orders(p, count=True), False),
+                     "/time": (None, lambda p: (200, orjson.dumps({"time": int(time.time())})), False),
+                     "/customer_groups": ("customer_groups", self._customer_groups, True),
+                     "/store": ("store", self._store_info, True),
+                     "/gift_certificates": ("gift_certificates", self._gift_certificates, True),
+                     "/currencies": ("currencies", self._currencies, True),
+                     "/order_statuses": ("order_statuses", self._order_statuses, True)}.get(rest)
+            if found:
+                return found
             sub = re.fullmatch(r"/orders/(\d+)/(products|shipping_addresses|shippingaddresses|coupons|consignments|fees)",
                                rest)
             if sub:
                 return "orders", lambda p: self._order_sub(int(sub.group(1)), sub.group(2), p), True
             return None
-        if rest == "/customers":
-            return "customers", self._customers, True
-        if rest == "/catalog/products":
-            return "products", self._products, True
-        if rest == "/orders/payment_actions/refunds":
-            return "refunds", self._refunds, True
-        if rest == "/catalog/brands":
-            return "brands", self._brands, True
-        if rest == "/channels":
-            return "channels", self._channels, True
-        if rest == "/promotions":
-            return "promotions", self._promotions, True
-        if rest == "/catalog/trees":
-            return "category_trees", self._category_trees, True
-        if rest == "/catalog/trees/categories":
-            return "categories", self._categories, True
-        if rest == "/customers/addresses":
-            return "customer_addresses", lambda p: self._derived_pages("customer_addresses", p), True
-        if rest == "/catalog/variants":
-            return "product_variants", lambda p: self._derived_pages("product_variants", p), True
+        lists = {"/customers": ("customers", self._customers), "/catalog/products": ("products", self._products),
+                 "/orders/payment_actions/refunds": ("refunds", self._refunds),
+                 "/catalog/brands": ("brands", self._brands), "/channels": ("channels", self._channels),
+                 "/promotions": ("promotions", self._promotions),
+                 "/catalog/trees": ("category_trees", self._category_trees),
+                 "/catalog/trees/categories": ("categories", self._categories),
+                 "/customers/addresses": ("customer_addresses", lambda p: self._derived_pages("customer_addresses", p)),
+                 "/catalog/variants": ("product_variants", lambda p: self._derived_pages("product_variants", p))}
+        if rest in lists:
+            return (*lists[rest], True)
         windows = {"/customers/subscribers": ("subscribers", {"id", "id:in", "email", "source", "order_id"}),
                    "/customers/attributes": ("customer_attributes", {"name", "type"}),
                    "/customers/attribute-values": ("customer_attribute_values", {"customer_id:in", "attribute_id:in"}),
