@@ -30,6 +30,8 @@ WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "p
            "order_metafields", "customer_metafields")
 ALL_STREAMS = STREAMS + ORDER_FAMILY + TABLES + FIXED + WINDOWS
 FULL_TABLES = ("coupons",) + TABLES + FIXED  # read whole every run
+# Streams that need a scope beyond the usual four: not selected by default (discovery, meltano.yml).
+OPTED_IN = ("channels", "currencies", "store")
 # Bookmarked on date_modified (the order family shares the orders bookmark); refunds are bookmarked on
 # created and re-read over the refund look-back window; coupons are a full table.
 MODIFIED = INCREMENTAL + ORDER_FAMILY[:3] + WINDOWS
