@@ -291,10 +291,11 @@ def modified_window(source, job):
         moments = moments_of(stream, records, job.lower - ONE_SECOND, job.upper + ONE_SECOND, ordered=False)
         return [record for record, moment in zip(records, moments) if job.lower <= moment <= job.upper]
 
+    params = date_params(stream, job.lower, job.upper)
     if stream.id_keyset == CURSOR:  # a cursor is a keyset: one read in id order misses nothing
-        yield from id_order(source, job, date_params(stream, job.lower, job.upper), None, frozenset(), keep=inside)
+        yield from id_order(source, job, params, None, frozenset(), keep=inside)
     else:
-        yield from _agreed_reads(source, job, date_params(stream, job.lower, job.upper), inside)
+        yield from _agreed_reads(source, job, params, inside)
 
 
 def _agreed_reads(source, job, params, keep):
@@ -323,16 +324,25 @@ def _paged_reader(source, job, stream, handed, listed, keep):
 
     def read(page):
         ids = [stream.identity(record) for record in page.records]
-        if any(not all(isinstance(part, int) for part in (rid if isinstance(rid, tuple) else (rid,))) for rid in ids):
+        if not all(_whole_numbers(rid) for rid in ids):
             raise ApiError(f"{stream.name}: the store returned a record without a whole-number "
                            f"{' and '.join(stream.key_properties)}; stopping rather than risk a gap.")
         listed.update(ids)
         records = page.records if keep is None else keep(page.records)
-        fresh = [record for record in records if stream.identity(record) not in handed]
-        handed.update(stream.identity(record) for record in fresh)
+        fresh = []
+        for record in records:
+            rid = stream.identity(record)
+            if rid not in handed:
+                handed.add(rid)
+                fresh.append(record)
         return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids))
 
     return read
+
+
+def _whole_numbers(rid):
+    """Whether a record's identity (an id, or a tuple of key values) is made of integers."""
+    return all(isinstance(part, int) for part in (rid if isinstance(rid, tuple) else (rid,)))
 
 
 def single_record(source, job):

@@ -232,19 +232,22 @@ class _WholeFromStart(_DateBookmark):
         return "none (read whole from start_date)"
 
 
-class _CreatedWindow:
-    """Windows up to the run's start: each run reads from the bookmark up to its own start, which
-    becomes the bookmark once the window is read whole; a killed run reads its window again.
-    Insert-only streams by creation date (refunds) start a lookback earlier, so what settles
-    after it is created is read again; streams filtered but not sorted by date_modified do not."""
+class _Window:
+    """Windows up to the run's start (streams filtered but not sorted by date_modified): each run
+    reads from the bookmark up to its own start, which becomes the bookmark once the window is
+    read whole; a killed run reads its window again."""
 
     @staticmethod
-    def begin(keeper, run):
+    def lookback(keeper):
+        """How far before the bookmark a run starts."""
+        return timedelta(0)
+
+    @classmethod
+    def begin(cls, keeper, run):
         entry = keeper.peek(run)
         lower = keeper.config.start_date
         if entry.get(run.stream.replication_key):
-            back = keeper.config.lookback if run.stream.kind == CREATED else timedelta(0)
-            lower = max(lower, parse_datetime(entry[run.stream.replication_key]) - back)
+            lower = max(lower, parse_datetime(entry[run.stream.replication_key]) - cls.lookback(keeper))
         return [{"lower": lower, "upper": keeper.now().replace(microsecond=0)}]
 
     @staticmethod
@@ -266,6 +269,15 @@ class _CreatedWindow:
     @staticmethod
     def describe(keeper, run):
         return keeper.peek(run).get(run.stream.replication_key) or "none yet"
+
+
+class _CreatedWindow(_Window):
+    """Insert-only streams by creation date (refunds): a window that starts a lookback before
+    the bookmark, so what settles after it is created is read again."""
+
+    @staticmethod
+    def lookback(keeper):
+        return keeper.config.lookback
 
 
 class _TableVersion:
@@ -334,7 +346,7 @@ def _unwritten(jobs, floor):
 
 
 _RULES = {INCREMENTAL: _DateBookmark, FULL_TABLE: _TableVersion, CREATED: _CreatedWindow, PAGED: _TableVersion,
-          SINGLE: _TableVersion, WINDOW: _CreatedWindow}
+          SINGLE: _TableVersion, WINDOW: _Window}
 
 
 def _rule(run):
