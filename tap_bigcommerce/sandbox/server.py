@@ -164,6 +164,18 @@ def _plus(value: Optional[int], step: int) -> Optional[int]:
     return None if value is None else value + step
 
 
+def _page_meta(total: int, count: int, page: int, limit: int) -> dict:
+    """meta.pagination of one page of a page-number v3 listing."""
+    total_pages = math.ceil(total / limit)
+    links = {"current": f"?page={page}&limit={limit}"}
+    if page > 1:
+        links["previous"] = f"?page={page - 1}&limit={limit}"
+    if page < total_pages:
+        links["next"] = f"?page={page + 1}&limit={limit}"
+    return {"pagination": {"total": total, "count": count, "per_page": limit, "current_page": page,
+                           "total_pages": total_pages, "links": links}}
+
+
 class ApiError(Exception):
     """An error answer: its status and message, rendered in the v2 or v3 body shape."""
 
@@ -796,10 +808,11 @@ class Sandbox:
                      "/orders": ("orders", self._orders, True),
                      "/orders/count": ("orders", lambda p: self._orders(p, count=True), False),
                      "/time": (None, lambda p: (200, orjson.dumps({"time": int(time.time())})), False),
-                     "/customer_groups": ("customer_groups", self._customer_groups, True),
+                     "/customer_groups": ("customer_groups",
+                                          lambda p: self._v2_pages("customer_groups", {"name", "is_default"}, p), True),
                      "/store": ("store", self._store_info, True),
                      "/gift_certificates": ("gift_certificates", self._gift_certificates, True),
-                     "/currencies": ("currencies", self._currencies, True),
+                     "/currencies": ("currencies", lambda p: self._v2_pages("currencies", set(), p), True),
                      "/order_statuses": ("order_statuses", self._order_statuses, True)}.get(rest)
             if found:
                 return found
@@ -950,16 +963,8 @@ class Sandbox:
 
     def _v3_page(self, stream: str, matching: list, page: int, limit: int, include: list) -> dict:
         """The v3 envelope for one page of a page-number listing."""
-        total = len(matching)
         rows = matching[(page - 1) * limit:page * limit]
-        total_pages = math.ceil(total / limit)
-        links = {"current": f"?page={page}&limit={limit}"}
-        if page > 1:
-            links["previous"] = f"?page={page - 1}&limit={limit}"
-        if page < total_pages:
-            links["next"] = f"?page={page + 1}&limit={limit}"
-        meta = {"pagination": {"total": total, "count": len(rows), "per_page": limit, "current_page": page,
-                               "total_pages": total_pages, "links": links}}
+        meta = _page_meta(len(matching), len(rows), page, limit)
         return {"data": [self._encoded(stream, rec, include) for rec in rows], "meta": meta, "_rows": rows}
 
     def _customers(self, pairs: list) -> tuple[int, bytes]:
@@ -1080,13 +1085,13 @@ class Sandbox:
         matching = list(select(self.store.streams["brands"], flt, sort_name or "id", direction == "desc", key))
         return self._v3_body("brands", matching, page, limit)
 
-    def _customer_groups(self, pairs: list) -> tuple[int, bytes]:
-        """GET /v2/customer_groups: page numbers in id order; no id filter, no sort."""
-        query = Query(pairs, "v2", {"page", "limit", "name", "is_default"}, self.options.strict)
+    def _v2_pages(self, stream: str, names: set, pairs: list) -> tuple[int, bytes]:
+        """GET /v2/customer_groups and /v2/currencies: page numbers in id order; no id filter, no
+        sort (their other filters are accepted and not applied)."""
+        query = Query(pairs, "v2", {"page", "limit"} | names, self.options.strict)
         page, limit = query.page_limit()
-        data = self.store.streams["customer_groups"]
-        return self._v2_list([self._encoded("customer_groups", rec) for rec in page_of(select(data, Filter()),
-                                                                                        page, limit)])
+        found = select(self.store.streams[stream], Filter())
+        return self._v2_list([self._encoded(stream, rec) for rec in page_of(found, page, limit)])
 
     def _channels(self, pairs: list) -> tuple[int, bytes]:
         """GET /v3/channels: page numbers; without status:in the archived, deleted and terminated
@@ -1112,13 +1117,6 @@ class Sandbox:
         found = select(self.store.streams["gift_certificates"], flt, "id", query.get("direction") == "desc")
         return self._v2_list([self._encoded("gift_certificates", rec) for rec in page_of(found, page, limit)])
 
-    def _currencies(self, pairs: list) -> tuple[int, bytes]:
-        """GET /v2/currencies: page numbers only."""
-        query = Query(pairs, "v2", {"page", "limit"}, self.options.strict)
-        page, limit = query.page_limit()
-        found = select(self.store.streams["currencies"], Filter())
-        return self._v2_list([self._encoded("currencies", rec) for rec in page_of(found, page, limit)])
-
     def _order_statuses(self, pairs: list) -> tuple[int, bytes]:
         """GET /v2/order_statuses: the whole list, no parameters."""
         Query(pairs, "v2", set(), self.options.strict)
@@ -1130,7 +1128,7 @@ class Sandbox:
         return 200, orjson.dumps(self.store_info())
 
     def store_info(self) -> dict:
-        """The store's settings as GET /v2/store serves them (edited by edit_store())."""
+        """The store's settings as GET /v2/store serves them."""
         return self.store.store_info(self.options.store_hash, self.base_url)
 
     def _promotions(self, pairs: list) -> tuple[int, bytes]:
@@ -1180,11 +1178,8 @@ class Sandbox:
         ids = query.id_list("id:in") if "id:in" in names else ({query.integer("id")} if query.get("id") else None)
         if ids is not None:
             found = [row for row in found if row["id"] in ids]
-        total, rows = len(found), found[(page - 1) * limit:page * limit]
-        meta = {"pagination": {"total": total, "count": len(rows), "per_page": limit, "current_page": page,
-                               "total_pages": math.ceil(total / limit),
-                               "links": {"current": f"?page={page}&limit={limit}"}}}
-        return 200, orjson.dumps({"data": rows, "meta": meta})
+        rows = found[(page - 1) * limit:page * limit]
+        return 200, orjson.dumps({"data": rows, "meta": _page_meta(len(found), len(rows), page, limit)})
 
     def _modified_pages(self, stream: str, names: set, pairs: list) -> tuple[int, bytes]:
         """The v3 lists that filter on date_modified but cannot sort: page numbers in id order."""
