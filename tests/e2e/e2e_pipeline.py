@@ -73,8 +73,8 @@ def write_json(path, value):
 
 
 def discover(workdir, config):
-    """Run discovery; return the catalog path, with every stream selected (channels, which needs a
-    scope beyond the usual four, is opted into as a user with that scope would)."""
+    """Run discovery; return the catalog path, with every stream selected (the OPTED_IN streams, which
+    need scopes beyond the usual four, are opted into as a user with those scopes would)."""
     workdir = Path(workdir)
     config_path = write_json(workdir / "config.json", config)
     catalog = workdir / "catalog.json"
@@ -312,7 +312,8 @@ def change_store(sb, count):
     """Edit `count` records and create a few in every list the sandbox holds, and add two refunds;
     returns {stream: ids changed}, the changed orders' children included (an edited order changes its
     first line's quantity too)."""
-    changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3)) for stream in STREAMS + TABLES + WINDOWS}
+    changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3))
+               for stream in STREAMS + TABLES + WINDOWS}
     # The sandbox edits by record number; categories are keyed by tree and category id.
     changed["categories"] = {key_of("categories", r) for r in sb.records("categories")
                              if r["category_id"] in changed["categories"]}
