@@ -176,3 +176,51 @@ def test_a_delete_inside_a_cursor_window_loses_nothing_in_one_read(workdir, sand
     assert sorted(run.ids("order_metafields")) == list(range(1, 31))  # 1 and 2 were read before they went
     # A keyset: one read (six pages, then an empty one, since a full page is never taken as the last).
     assert sum(r["path"].endswith("/orders/metafields") for r in store.requests) == 7
+
+
+WINDOW_COUNTS = dict(subscribers=40, customer_attributes=12, customer_attribute_values=30, price_lists=15,
+                     product_metafields=25, order_metafields=20, customer_metafields=15)
+
+
+def test_date_windows_lose_nothing_to_edits_deletes_and_bulk_seconds_mid_read(workdir, sandbox):
+    # Each window stream has 23 records sharing one second, and loses one record, gains one and
+    # has two edited while the first sync reads it.
+    changes = [Change(after_request=n, stream=stream, delete=1, create=1, edit=2)
+               for n, stream in enumerate(WINDOWS, start=2)]
+    store = sandbox(**SMALL, **WINDOW_COUNTS, same_second={stream: 23 for stream in WINDOWS}, changes=changes)
+    before = {stream: {rid: r["date_modified"] for rid, r in _truth(store, stream).items()} for stream in WINDOWS}
+    first = _sync(workdir, store, WINDOWS, page_size=5, max_workers=1)
+    assert first.returncode == 0, first.stderr
+    second = _sync(workdir, store, WINDOWS, state=first.last_state, page_size=5, max_workers=1)
+    assert second.returncode == 0, second.stderr
+    for stream in WINDOWS:
+        truth = _truth(store, stream)
+        ids = _ids(first, stream)
+        assert len(ids) == len(set(ids)), stream
+        assert len(set(before[stream]) - set(truth)) == 1, f"{stream}: the test deleted nothing"
+        # What was there from start to end and never edited arrives in the first sync.
+        untouched = {rid for rid, record in truth.items() if before[stream].get(rid) == record["date_modified"]}
+        assert len(untouched) == len(before[stream]) - 3 and untouched <= set(ids), stream
+        # Every record's latest version arrives by the end of the second sync.
+        latest = {}
+        for record in first.records(stream) + second.records(stream):
+            latest[record["id"]] = record["date_modified"]
+        assert all(latest.get(rid) == record["date_modified"] for rid, record in truth.items()), stream
+        assert len(set(truth) - set(before[stream])) == 1, f"{stream}: the test created nothing"
+
+
+def test_a_killed_sync_of_the_date_windows_resumes_without_loss(workdir, sandbox):
+    store = sandbox(**SMALL, **{stream: 4 * count for stream, count in WINDOW_COUNTS.items()}, latency_ms=5)
+    config = store.config(page_size=10, max_workers=2, **FAST)
+    catalog = catalog_of(workdir, config, WINDOWS)
+    kept, states = kill_after(start_tap(workdir, config, catalog=catalog), 10)
+    assert states == 10, "the sync finished before the kill"
+    state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
+    resumed = run_tap(workdir, config, catalog=catalog, state=state)
+    assert resumed.returncode == 0, resumed.stderr
+    unfinished = 0
+    for stream in WINDOWS:
+        before = {m["record"]["id"] for m in kept if m["type"] == "RECORD" and m["stream"] == stream}
+        unfinished += set(_truth(store, stream)) != before
+        assert set(_truth(store, stream)) <= before | set(_ids(resumed, stream)), stream
+    assert unfinished, "the kill left no window unread"
