@@ -72,6 +72,8 @@ class Client:
         self._sleep = sleep or self.stopping.wait  # a retry's wait ends at once when the sync stops
         self.store_url = f"{config.base_url}/stores/{config.store_hash}"
         self.rate_limited = 0
+        self._gates = {}  # stream name -> semaphore, for endpoints with a concurrency limit
+        self._gates_lock = threading.Lock()
 
     def stop(self):
         """Send no request from now on: requests waiting for their turn or a retry raise Stopped."""
@@ -97,7 +99,13 @@ class Client:
             page = _v2_page(stream, body, limit) if stream.api == "v2" else _v3_page(stream, body, limit)
             return handle(page) if handle else page
 
-        return self._get_json(stream, url, page_of, priority)
+        gate = self._gate(stream)
+        self._enter_gate(gate)
+        try:
+            return self._get_json(stream, url, page_of, priority)
+        finally:
+            if gate is not None:
+                gate.release()
 
     def _get_json(self, stream, url, handle, priority=0):
         """GET a URL, retrying what is worth retrying; returns handle(decoded JSON, None for a 204)."""
@@ -170,6 +178,21 @@ class Client:
             LOGGER.warning("%s: %s; retry %d of %d in %.1f s", stream.name, problem, failures,
                            self.config.max_retries, delay)
             self._sleep(delay)
+
+    def _gate(self, stream):
+        """The semaphore that keeps a stream's requests under its endpoint's own concurrency
+        limit (BigCommerce answers 429 past it), or None where the store's quota is the only one."""
+        if stream.concurrency is None:
+            return None
+        with self._gates_lock:
+            return self._gates.setdefault(stream.name, threading.BoundedSemaphore(stream.concurrency))
+
+    def _enter_gate(self, gate):
+        """Wait for room under an endpoint's concurrency limit (raises Stopped if the sync stops).
+        A request keeps its place through its retries."""
+        while gate is not None and not gate.acquire(timeout=0.2):
+            if self.stopping.is_set():
+                raise Stopped()
 
     def _decode(self, response, content, handle, priority):
         """(None, handle(body)) for a valid JSON body, else (the problem, None); one page at a time."""

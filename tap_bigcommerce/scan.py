@@ -19,7 +19,8 @@ happen only at the second the scan stands on, and are skipped by id.
     id:greater or the customers' after cursor), never by page number.
   - paged_table: a table whose endpoint has page numbers only, read again until two reads agree.
   - modified_window: the same for [bookmark, sync start] of date_modified, where an endpoint
-    filters on the date but cannot sort by it; with a cursor, one read in id order instead.
+    filters on the date but cannot sort by it; with a cursor, one read in id order instead; for
+    a list kept per record of another (price-list records), under each of those records.
   - single_record: a stream that comes whole in one answer (one object, or a short list).
   - created_window: an insert-only stream (refunds) over [lower, upper] of its creation date,
     by page number: the only paging its endpoint has. That is safe because the endpoint lists
@@ -33,15 +34,17 @@ date_modified comes in that order and inside the asked range; a list read by id 
 ascending id order after the asked id; a page that says there is more gives a way to ask for it.
 """
 import bisect
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Optional
 
 from tap_bigcommerce.errors import ApiError
-from tap_bigcommerce.streams import CURSOR, ID_GREATER, MIN_ID
+from tap_bigcommerce.streams import CURSOR, ID_GREATER, MIN_ID, STREAMS_BY_NAME
 from tap_bigcommerce.transform import BadDate, format_datetime, parse_datetime
 
+LOGGER = logging.getLogger(__name__)
 ONE_SECOND = timedelta(seconds=1)
 
 
@@ -284,7 +287,9 @@ def modified_window(source, job):
     """Read [job.lower, job.upper] of date_modified where the endpoint filters on it but cannot
     sort: by page number, read again until two reads agree, as paged_table. upper is the sync's
     start, so a record edited meanwhile leaves the window (it is the next run's) and one created
-    meanwhile never enters it: the window only shrinks while we read, which the reads catch."""
+    meanwhile never enters it: the window only shrinks while we read, which the reads catch.
+    A stream with no list of its own (price-list records) has the window read under each record
+    of the list it belongs to, listed whole first."""
     stream = source.stream_of(job)
 
     def inside(records):
@@ -292,31 +297,69 @@ def modified_window(source, job):
         return [record for record, moment in zip(records, moments) if job.lower <= moment <= job.upper]
 
     params = date_params(stream, job.lower, job.upper)
-    if stream.id_keyset == CURSOR:  # a cursor is a keyset: one read in id order misses nothing
+    if stream.each:
+        owners = STREAMS_BY_NAME[stream.each]
+        owner_ids = yield from _until_agreed(owners, lambda: _list_ids(source, job, owners))
+        for owner_id in sorted(owner_ids):
+            try:
+                yield from _agreed_reads(source, job, params, inside, stream.path.format(id=owner_id))
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                LOGGER.info("%s: %s %s was deleted while the sync read it", stream.name, owners.name, owner_id)
+    elif stream.id_keyset == CURSOR:  # a cursor is a keyset: one read in id order misses nothing
         yield from id_order(source, job, params, None, frozenset(), keep=inside)
     else:
         yield from _agreed_reads(source, job, params, inside)
 
 
-def _agreed_reads(source, job, params, keep):
+def _agreed_reads(source, job, params, keep, path=None):
     """Read every page, again until two reads list the same ids; `keep` picks the records a page
-    holds for this range (all, when None)."""
+    holds for this range (all, when None). `path`: a sub-list of one record, not the stream's own."""
     stream = source.stream_of(job)
-    handed, previous = set(), None
-    for _ in range(PASSES):
+    handed = set()
+
+    def read_once():
         listed, page = set(), 1
         while True:
             reader = _paged_reader(source, job, stream, handed, listed, keep)
-            got = source.fetch(job, dict(params, page=page), reader, by_id=True)
+            got = source.fetch(job, dict(params, page=page), reader, by_id=True, path=path)
             yield got
             if not got.has_more:
-                break
+                return listed, page
             page += 1
-        if page == 1 or listed == previous:
-            return
+
+    yield from _until_agreed(stream, read_once)
+
+
+def _until_agreed(stream, read_once):
+    """Run read_once() (a generator that yields its pages' Reads and returns the ids it listed
+    and its number of pages) until a read of one page, or two reads in a row that list the same
+    ids; returns those ids."""
+    previous = None
+    for _ in range(PASSES):
+        listed, pages = yield from read_once()
+        if pages == 1 or listed == previous:
+            return listed
         previous = listed
     raise ApiError(f"{stream.name}: the table changed during each of {PASSES} reads by page number, so none can "
                    "be trusted to be whole; stopping rather than risk a gap (run the sync again later).")
+
+
+def _list_ids(source, job, owners):
+    """One read of the ids of a list by page number (it yields nothing: no record is written)."""
+    yield from ()
+    listed, page = set(), 1
+    while True:
+        got = source.fetch(job, {"page": page}, None, by_id=True, row=owners)
+        ids = [record.get("id") if isinstance(record, dict) else None for record in got.records]
+        if not all(isinstance(rid, int) for rid in ids):
+            raise ApiError(f"{owners.name}: the store returned a record without a whole-number id; stopping "
+                           "rather than risk a gap.")
+        listed.update(ids)
+        if not got.has_more:
+            return listed, page
+        page += 1
 
 
 def _paged_reader(source, job, stream, handed, listed, keep):
@@ -324,8 +367,8 @@ def _paged_reader(source, job, stream, handed, listed, keep):
 
     def read(page):
         ids = [stream.identity(record) for record in page.records]
-        if not all(_whole_numbers(rid) for rid in ids):
-            raise ApiError(f"{stream.name}: the store returned a record without a whole-number "
+        if not all(_complete(rid) for rid in ids):
+            raise ApiError(f"{stream.name}: the store returned a record without a whole-number or text "
                            f"{' and '.join(stream.key_properties)}; stopping rather than risk a gap.")
         listed.update(ids)
         records = page.records if keep is None else keep(page.records)
@@ -340,9 +383,11 @@ def _paged_reader(source, job, stream, handed, listed, keep):
     return read
 
 
-def _whole_numbers(rid):
-    """Whether a record's identity (an id, or a tuple of key values) is made of integers."""
-    return all(isinstance(part, int) for part in (rid if isinstance(rid, tuple) else (rid,)))
+def _complete(rid):
+    """Whether a record's identity (an id, or a tuple of key values) is made of integers (or text,
+    as a price record's currency)."""
+    return all(isinstance(part, int) or (isinstance(part, str) and part)
+               for part in (rid if isinstance(rid, tuple) else (rid,)))
 
 
 def single_record(source, job):

@@ -281,29 +281,33 @@ class _CreatedWindow(_Window):
 
 
 class _TableVersion:
-    """Full-table streams: a version per read, and the last id written while it is mid-read."""
+    """Full-table streams: a version per read, and the last id written while it is mid-read. The
+    streams written from the same pages (a table and its sub-resources) share the version."""
 
     @staticmethod
     def begin(keeper, run):
-        stream = run.stream
-        bookmark = keeper.state["bookmarks"].get(stream.name, {})
-        resumed = "version" in bookmark and "last_id" in bookmark
+        entries = [keeper.state["bookmarks"].get(selection.stream.name, {}) for selection in run.selections]
+        bookmark = entries[0]
+        # A stream newly selected beside a half-read table has none of the rows already read.
+        resumed = "version" in bookmark and "last_id" in bookmark and all(entry == bookmark for entry in entries)
         run.version = bookmark["version"] if resumed else int(time.time() * 1000)
         if resumed:
-            LOGGER.info("%s: resuming the full-table sync after id %s", stream.name, bookmark["last_id"])
+            LOGGER.info("%s: resuming the full-table sync after id %s", run.stream.name, bookmark["last_id"])
         return [{"last_id": bookmark["last_id"] if resumed else None}]
 
     @staticmethod
     def opened(keeper, run):
-        if "version" not in keeper.state["bookmarks"].get(run.stream.name, {}):
-            # The first sync ever activates its version at once, so the table exists even
-            # while it fills; later syncs keep the old version visible until theirs is whole.
-            keeper.writer.activate_version(run.stream.name, run.version)
+        for selection in run.selections:
+            if "version" not in keeper.state["bookmarks"].get(selection.stream.name, {}):
+                # The first sync ever activates its version at once, so the table exists even
+                # while it fills; later syncs keep the old version visible until theirs is whole.
+                keeper.writer.activate_version(selection.stream.name, run.version)
 
     @staticmethod
     def written(keeper, run, job, progress):
         if progress is not None:
-            keeper.state["bookmarks"][run.stream.name] = {"version": run.version, "last_id": progress}
+            for selection in run.selections:
+                keeper.state["bookmarks"][selection.stream.name] = {"version": run.version, "last_id": progress}
 
     @staticmethod
     def advance(keeper, run):
@@ -311,12 +315,13 @@ class _TableVersion:
 
     @staticmethod
     def finish(keeper, run):
-        keeper.writer.activate_version(run.stream.name, run.version)
-        keeper.state["bookmarks"][run.stream.name] = {"version": run.version}
+        for selection in run.selections:
+            keeper.writer.activate_version(selection.stream.name, run.version)
+            keeper.state["bookmarks"][selection.stream.name] = {"version": run.version}
 
     @staticmethod
     def describe(keeper, run):
-        entry = keeper.state["bookmarks"].get(run.stream.name, {})
+        entry = keeper.peek(run)
         return f"id {entry['last_id']}" if "last_id" in entry else "none (full table)"
 
 

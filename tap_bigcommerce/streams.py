@@ -17,11 +17,13 @@ CURSOR = "after"  # v3 customers: ?after=<meta.cursor_pagination.end_cursor>
 INCREMENTAL = "incremental"  # date_modified ranges in keyset order; bookmark: the newest date written
 FULL_TABLE = "full_table"  # the whole table in id order, every sync; a table version per read
 CHILD = "child"  # records inside each record of the parent's pages; no request, the parent's bookmark
-PER_PARENT = "per_parent"  # a sub-resource fetched for each parent record that has some; the parent's bookmark
+PER_PARENT = "per_parent"  # a sub-resource fetched for each parent record that has some; the parent's bookmark or table version
 CREATED = "created"  # insert-only records by creation date, page by page, re-reading a lookback window
 PAGED = "paged"  # a table with page numbers only: read whole, and again until two reads list the same ids
 SINGLE = "single"  # one request, no paging: one object (a record per sync) or a whole short list
 WINDOW = "window"  # date_modified filters but no sort: [bookmark, sync start] read as PAGED, bookmark moves to the start
+
+NONZERO = "nonzero"  # PER_PARENT: fetched for parents whose field is not zero (rather than equal to a value)
 
 # The four read-only scopes every API account for this tap has; a stream that needs another is
 # left unselected by discovery, so a sync with no catalog edits works with those four.
@@ -66,7 +68,11 @@ class Stream:
     params: Tuple[Tuple[str, str], ...] = ()  # other query parameters every request carries
     parent: Optional[str] = None  # CHILD, PER_PARENT: the stream whose records they come with
     take: Optional[str] = None  # CHILD: the function of children.py that takes them from a parent record
-    when_nonzero: Optional[str] = None  # PER_PARENT: fetched only for parents where this field is not 0
+    # PER_PARENT: fetched only for parents whose field (first) is NONZERO or equals the value (second).
+    when: Optional[Tuple[str, str]] = None
+    parent_key: Optional[str] = None  # PER_PARENT: the field that carries the parent's id (added where the API omits it)
+    each: Optional[str] = None  # WINDOW: read once per record of this stream, whose id fills {id} in the path
+    concurrency: Optional[int] = None  # the endpoint's own limit on requests at once (429 past it)
     # Embedded line items are checked against the record's items_total and, where they fall
     # short, fetched whole from this path ({id}: the record's id).
     lines_path: Optional[str] = None
@@ -76,7 +82,9 @@ class Stream:
 
     @property
     def replication_method(self):
-        """The Singer replication method its kind amounts to."""
+        """The Singer replication method its kind amounts to (a child's is its parent's)."""
+        if self.parent:
+            return STREAMS_BY_NAME[self.parent].replication_method
         return "FULL_TABLE" if self.kind in (FULL_TABLE, PAGED, SINGLE) else "INCREMENTAL"
 
     @property
@@ -133,7 +141,8 @@ STREAMS = (
     ),
     Stream(
         "order_coupons", api="v2", path="orders/{id}/coupons", scope="Orders",
-        kind=PER_PARENT, parent="orders", replication_key="date_modified", when_nonzero="coupon_discount",
+        kind=PER_PARENT, parent="orders", replication_key="date_modified", when=("coupon_discount", NONZERO),
+        parent_key="order_id",
         text_fields=("amount",),
     ),
     Stream(
@@ -159,7 +168,7 @@ STREAMS = (
     Stream(
         "customer_groups", api="v2", path="customer_groups", scope="Customers",
         # Page numbers only: no id filter and no sort.
-        kind=PAGED,
+        kind=PAGED, concurrency=40,
     ),
     Stream(
         "channels", api="v3", path="channels", scope="Channel settings",
@@ -185,13 +194,20 @@ STREAMS = (
         "categories", api="v3", path="catalog/trees/categories", scope="Products",
         # Page numbers only. A category id is unique within its tree; the reference does not say
         # across trees, so the key is both.
-        kind=PAGED, keys=("tree_id", "category_id"),
+        kind=PAGED, keys=("tree_id", "category_id"), concurrency=40,
     ),
     Stream(
         "promotions", api="v3", path="promotions", scope="Marketing",
         # No dates and no id range; current_uses changes silently. Sorted by id, so what is
         # created meanwhile lands on the last page.
-        kind=PAGED, params=(("sort", "id"), ("direction", "asc")),
+        kind=PAGED, params=(("sort", "id"), ("direction", "asc")), concurrency=40,
+    ),
+    Stream(
+        "promotion_codes", api="v3", path="promotions/{id}/codes", scope="Marketing",
+        # The codes of each coupon promotion, by cursor (the list's page numbers are deprecated),
+        # read whole with their promotion: current_uses changes with no date to show it.
+        kind=PER_PARENT, parent="promotions", when=("redemption_type", "COUPON"), parent_key="promotion_id",
+        id_keyset=CURSOR, concurrency=10,
     ),
     Stream(
         "category_trees", api="v3", path="catalog/trees", scope="Products",
@@ -214,6 +230,13 @@ STREAMS = (
     Stream("customer_attributes", api="v3", path="customers/attributes", scope="Customers", **_WINDOW),
     Stream("customer_attribute_values", api="v3", path="customers/attribute-values", scope="Customers", **_WINDOW),
     Stream("price_lists", api="v3", path="pricelists", scope="Products", **_WINDOW),
+    Stream(
+        "price_list_records", api="v3", path="pricelists/{id}/records", scope="Products",
+        # No store-wide list: the window is read for every price list (listed whole each run,
+        # since a record's edit need not move its list's date_modified).
+        keys=("price_list_id", "variant_id", "currency"), each="price_lists", concurrency=10,
+        include="bulk_pricing_tiers,sku", **_WINDOW,
+    ),
     # Metafields: date filters and a cursor (a keyset on id), so one read of each window.
     Stream("product_metafields", api="v3", path="catalog/products/metafields", scope="Products", **_METAFIELDS),
     Stream("order_metafields", api="v3", path="orders/metafields", scope="Orders", **_METAFIELDS),

@@ -23,10 +23,11 @@ from datetime import datetime, timezone
 from tap_bigcommerce import children, metrics, scan
 from tap_bigcommerce.config import Selection
 from tap_bigcommerce.discover import load_schema
-from tap_bigcommerce.errors import Stopped
+from tap_bigcommerce.errors import ApiError, Stopped
 from tap_bigcommerce.scheduler import UNKNOWN_PAGES, Job, Scheduler
 from tap_bigcommerce.state import StateKeeper, StreamRun
-from tap_bigcommerce.streams import CHILD, CREATED, FULL_TABLE, INCREMENTAL, PAGED, SINGLE, STREAMS_BY_NAME, WINDOW
+from tap_bigcommerce.streams import (CHILD, CREATED, CURSOR, FULL_TABLE, INCREMENTAL, NONZERO, PAGED, SINGLE,
+                                     STREAMS_BY_NAME, WINDOW)
 from tap_bigcommerce.transform import compile_transform, format_datetime
 
 LOGGER = logging.getLogger(__name__)
@@ -168,15 +169,17 @@ class Syncer:
         """The row of the stream a range belongs to."""
         return job.run.stream
 
-    def fetch(self, job, params, read, by_id):
-        """Fetch one page; `read` turns it into a scan.Read while no other page is being decoded."""
+    def fetch(self, job, params, read, by_id, path=None, row=None):
+        """Fetch one page; `read` turns it into a scan.Read while no other page is being decoded
+        (without it, the page itself comes back). `path` and `row` ask for another list than the
+        job's stream: a sub-list of one record, or the list whose ids it is read for."""
         with self._written:
             # Fetching faster than the target takes pages would only hold them in memory.
             while self._unwritten >= UNWRITTEN_PAGES and not self._stop.is_set():
                 self._written.wait(0.2)
         if self._stop.is_set():
             raise Stopped()
-        stream = job.run.stream
+        stream = row or job.run.stream
         params = dict(params, **dict(stream.params))
         if stream.kind != SINGLE:  # one object has no pages
             params["limit"] = self.config.page_size
@@ -186,7 +189,7 @@ class Syncer:
         # encode() notes here what the page still needs: it runs while the page is decoded, and
         # no other request may wait on that.
         self._later.orders, self._later.fetch = [], []
-        got = self.client.get_page(stream, params, read, priority)
+        got = self.client.get_page(stream, params, read, priority, path)
         if self._later.orders or self._later.fetch:
             got.data += self._follow_up(job)
         return got
@@ -215,10 +218,10 @@ class Syncer:
             child = selection.stream
             if child.kind == CHILD:
                 taken = [transform(row) for record in records for row in children.TAKE[child.take](record)]
-                parts.append(self.writer.record_lines(child.name, taken, now))
+                parts.append(self.writer.record_lines(child.name, taken, now, run.version))
             else:
                 self._later.fetch.extend((selection, transform, record.get("id"), record.get("date_modified"))
-                                         for record in records if _nonzero(record.get(child.when_nonzero)))
+                                         for record in records if _wanted(child.when, record))
         if run.emit:
             parts.append(self.writer.record_lines(run.stream.name, [run.transform(r) for r in records], now,
                                                   run.version))
@@ -228,31 +231,54 @@ class Syncer:
         """Finish a page: read whole the line items of orders whose embedded ones fell short, then
         the sub-resources of its records (all through the same rate-limit budget); their lines."""
         run, later = job.run, self._later
-        orders, later.orders = later.orders, []
+        orders, later.orders, kept = later.orders, [], []
         for order in orders:
-            children.place(order, self._read_all(run.stream, run.stream.lines_path.format(id=order.get("id"))))
+            lines = self._read_all(run.stream, run.stream.lines_path.format(id=order.get("id")))
+            if lines is not None:  # else deleted meanwhile: not written, as if read a moment later
+                children.place(order, lines)
+                kept.append(order)
         if orders:
             with self._count_lock:
                 self._lines_fetched += len(orders)
-        parts = [self._lines(run, orders)]
+        parts = [self._lines(run, kept)]
         fetches, later.fetch = later.fetch, []
         now = format_datetime(self.now())
         for selection, transform, parent_id, moment in fetches:
             child = selection.stream
-            rows = self._read_all(child, child.path.format(id=parent_id))
-            parts.append(self.writer.record_lines(child.name, [transform(dict(row, date_modified=moment))
-                                                               for row in rows], now))
+            rows = self._read_all(child, child.path.format(id=parent_id)) or []
+            if child.parent_key:
+                rows = [dict({child.parent_key: parent_id}, **row) for row in rows]
+            if child.replication_key:  # the parent's date, which its bookmark follows
+                rows = [dict(row, **{child.replication_key: moment}) for row in rows]
+            parts.append(self.writer.record_lines(child.name, [transform(row) for row in rows], now, run.version))
         return b"".join(parts)
 
     def _read_all(self, stream, path):
-        """Every record of a small paged list (a sub-resource of one record), page by page."""
-        records, page = [], 1
+        """Every record of a small list (a sub-resource of one record), page by page or by cursor.
+        None where the record was deleted after its page was read (the list answers 404)."""
+        records, query = [], {"limit": self.config.page_size}
+        if stream.id_keyset != CURSOR:
+            query["page"] = 1
         while True:
-            got = self.client.get_page(stream, {"page": page, "limit": self.config.page_size}, path=path)
+            try:
+                got = self.client.get_page(stream, query, path=path)
+            except ApiError as exc:
+                # The list it belongs to was read a moment ago with this store hash, so a 404
+                # means the record is gone (with its sub-resources), not a wrong store.
+                if exc.status != 404:
+                    raise
+                LOGGER.info("%s: /%s answered 404; the record it belongs to was deleted meanwhile", stream.name, path)
+                return None
             records.extend(got.records)
             if not got.has_more:
                 return records
-            page += 1
+            if stream.id_keyset != CURSOR:
+                query["page"] += 1
+            elif got.end_cursor:
+                query["after"] = got.end_cursor
+            else:
+                raise ApiError(f"{stream.name}: the store gave no cursor to continue from; "
+                               "stopping rather than risk a gap.")
 
 
 def stream_runs(selections):
@@ -274,12 +300,16 @@ def stream_runs(selections):
     return runs
 
 
-def _nonzero(value):
-    """Whether an amount (a number, or text such as "5.0000") is not zero; unreadable counts as not."""
+def _wanted(when, record):
+    """Whether a parent record has the sub-resource fetched for it: its field equals the value, or
+    is NONZERO (an amount, a number or text such as "5.0000"; unreadable counts as not zero)."""
+    field, value = when
+    if value != NONZERO:
+        return record.get(field) == value
     try:
-        return float(value) != 0
+        return float(record.get(field)) != 0
     except (TypeError, ValueError):
-        return value not in (None, "")
+        return record.get(field) not in (None, "")
 
 
 class _Pool:

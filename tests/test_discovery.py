@@ -15,19 +15,22 @@ def test_discover_lists_every_stream_with_standard_metadata(workdir):
                                "customer_attribute_values", "customer_attributes", "customer_groups", "customers",
                                "customer_metafields", "gift_certificates", "order_coupons", "order_line_items",
                                "order_metafields", "order_shipping_addresses", "order_statuses", "orders",
-                               "price_lists", "product_metafields", "product_variants", "products", "promotions", "refunds", "store",
-                               "subscribers"])
+                               "price_list_records", "price_lists", "product_metafields", "product_variants", "products",
+                               "promotion_codes", "promotions", "refunds", "store", "subscribers"])
     full_tables = ("coupons", "brands", "customer_groups", "channels", "store", "gift_certificates", "currencies",
-                   "order_statuses", "promotions", "category_trees", "customer_addresses", "product_variants", "categories")
+                   "order_statuses", "promotions", "promotion_codes", "category_trees", "customer_addresses",
+                   "product_variants", "categories")
     replication_keys = dict({name: None for name in full_tables}, refunds="created")
     for name, entry in entries.items():
         root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
-        assert root["table-key-properties"] == (["tree_id", "category_id"] if name == "categories" else ["id"])
+        keys = {"categories": ["tree_id", "category_id"], "price_list_records": ["price_list_id", "variant_id", "currency"]}
+        assert root["table-key-properties"] == keys.get(name, ["id"])
         # channels, currencies and store need scopes beyond the four every account has: opted into.
         default = name not in ("channels", "currencies", "store")
         assert root["selected"] is default and root["selected-by-default"] is default, name
         children = ("order_line_items", "order_shipping_addresses", "order_coupons")
-        assert root.get("parent-tap-stream-id") == ("orders" if name in children else None), name
+        parent = "orders" if name in children else "promotions" if name == "promotion_codes" else None
+        assert root.get("parent-tap-stream-id") == parent, name
         fields = {tuple(m["breadcrumb"]): m["metadata"] for m in entry["metadata"] if m["breadcrumb"]}
         assert set(fields) == {("properties", f) for f in entry["schema"]["properties"]}
         for key in root["table-key-properties"]:

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--customer-attributes", type=int, default=5)
     add("--customer-attribute-values", type=int, default=80)
     add("--price-lists", type=int, default=4)
+    add("--promotion-codes", type=int, default=60, help="codes, spread over the coupon promotions")
+    add("--price-list-records", type=int, default=120, help="price-list records, spread over the price lists")
     add("--metafields", type=int, default=40, help="metafields of each resource type (products, orders, customers)")
     add("--quota", type=int, default=150, help="requests per window (default 150)")
     add("--window-ms", type=int, default=30000, help="rate-limit window in ms (default 30000)")
@@ -88,7 +90,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         channels=args.channels, gift_certificates=args.gift_certificates, currencies=args.currencies,
         promotions=args.promotions, category_trees=args.category_trees, categories=args.categories, subscribers=args.subscribers,
         customer_attributes=args.customer_attributes, customer_attribute_values=args.customer_attribute_values,
-        price_lists=args.price_lists, product_metafields=args.metafields, order_metafields=args.metafields,
+        price_lists=args.price_lists, promotion_codes=args.promotion_codes,
+        price_list_records=args.price_list_records, product_metafields=args.metafields, order_metafields=args.metafields,
         customer_metafields=args.metafields,
         quota=args.quota, window_ms=args.window_ms, latency_ms=args.latency_ms,
         error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate,

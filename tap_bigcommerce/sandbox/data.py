@@ -18,7 +18,7 @@ UTC = dt.timezone.utc
 STREAMS = ("coupons", "customers", "orders", "products", "brands", "customer_groups", "channels",
            "gift_certificates", "currencies", "promotions", "category_trees", "subscribers", "customer_attributes",
            "customer_attribute_values", "price_lists", "product_metafields", "order_metafields",
-           "customer_metafields", "categories")
+           "customer_metafields", "categories", "promotion_codes", "price_list_records")
 CHANNEL_STATUSES = ("active", "active", "inactive", "prelaunch", "connected", "disconnected", "archived", "deleted",
                     "terminated")
 DATA_START = dt.datetime(2023, 1, 1, tzinfo=UTC)
@@ -166,7 +166,9 @@ def _mix(*parts: int) -> int:
 
 _SMALL_STREAMS = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions",
                   "category_trees", "subscribers", "customer_attributes", "customer_attribute_values", "price_lists",
-                  "product_metafields", "order_metafields", "customer_metafields", "categories")
+                  "product_metafields", "order_metafields", "customer_metafields", "categories", "promotion_codes",
+                  "price_list_records")
+_CURRENCIES = ("USD", "EUR", "GBP")
 _STATUS_TABLE = tuple(status for status, weight in enumerate(_STATUS_WEIGHTS) for _ in range(weight))
 _CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -214,6 +216,8 @@ class StoreData:
         self.group_count = int(counts.get("customer_groups", 0))
         self.channel_count = max(int(counts.get("channels", 0)), 1)
         self.tree_count = max(int(counts.get("category_trees", 0)), 1)
+        self.promotion_count = int(counts.get("promotions", 0))
+        self.price_list_count = max(int(counts.get("price_lists", 0)), 1)
         same = spec.same_second or {}
         for number, name in enumerate(STREAMS):
             self._generate(number, name, int(counts.get(name, 0)), int(same.get(name, 0)))
@@ -272,7 +276,20 @@ class StoreData:
     def new_record(self, stream: str, rid: int, created: dt.datetime, modified: dt.datetime) -> Record:
         """Build the compact record for `rid`; its content depends only on the seed, stream and id."""
         seed = _mix(self.seed, STREAMS.index(stream) + 11, rid)
-        return Record(rid, seed, created, modified, _attrs(stream, seed, rid))
+        return Record(rid, seed, created, modified, self._owner(stream, seed) or _attrs(stream, seed, rid))
+
+    def _owner(self, stream: str, seed: int) -> tuple:
+        """The record a promotion code or a price-list record belongs to: codes are under coupon
+        promotions (the odd ids), price records under any price list."""
+        if stream == "promotion_codes":
+            return (2 * (seed % max((self.promotion_count + 1) // 2, 1)) + 1,)
+        if stream == "price_list_records":
+            return (1 + seed % self.price_list_count,)
+        return ()
+
+    def owner_of(self, stream: str) -> Optional[str]:
+        """The stream whose records this stream's records belong to (their lists are under them)."""
+        return {"promotion_codes": "promotions", "price_list_records": "price_lists"}.get(stream)
 
     def create(self, stream: str, count: int, when: dt.datetime) -> list[int]:
         """Append `count` new records created and modified at `when`; return their ids."""
@@ -295,6 +312,8 @@ class StoreData:
             return self.coupon(rec)
         if stream == "customers":
             return self.customer(rec, set(include))
+        if stream == "price_list_records":
+            return self.price_record(rec, set(include))
         if stream in self._SMALL:
             return getattr(self, self._SMALL[stream])(rec)
         return self.product(rec, set(include))
@@ -304,7 +323,32 @@ class StoreData:
               "category_trees": "category_tree", "subscribers": "subscriber", "customer_attributes": "attribute",
               "customer_attribute_values": "attribute_value", "price_lists": "price_list",
               "product_metafields": "metafield", "order_metafields": "metafield", "customer_metafields": "metafield",
-              "categories": "category"}
+              "categories": "category", "promotion_codes": "promotion_code", "price_list_records": "price_record"}
+
+    def promotion_code(self, rec: Record) -> dict:
+        """Serialize a coupon code as GET /v3/promotions/{id}/codes does: no promotion id (the path
+        has it), and current_uses moves with no date to show it."""
+        code = "".join(_CODE_LETTERS[(rec.seed >> (5 * n)) & 31] for n in range(10))
+        return {"id": rec.id, "code": f"{code}{rec.id}", "current_uses": rec.seed % 40 + rec.version,
+                "max_uses": (0, 100, 1000)[rec.seed % 3], "max_uses_per_customer": (0, 1)[rec.seed % 2],
+                "created": iso_offset(rec.created)}
+
+    def price_record(self, rec: Record, include: Iterable[str] = ()) -> dict:
+        """Serialize a price-list record as GET /v3/pricelists/{id}/records does: keyed by its list,
+        variant and currency; an edit changes its price."""
+        cents = (rec.seed >> 8) % 40000 + 199 + 25 * rec.version
+        price = cents / 100
+        row = {"price_list_id": rec.attrs[0], "variant_id": rec.id, "product_id": (rec.seed >> 24) % 5000 + 1,
+               "currency": _CURRENCIES[rec.seed % 3],
+               "price": price, "sale_price": round(price * 0.9, 2) if rec.seed % 4 == 0 else None,
+               "retail_price": round(price * 1.2, 2), "map_price": None, "calculated_price": price}
+        row.update(self._dates(rec))
+        if "sku" in include:
+            row["sku"] = f"SKU-{rec.id:05d}-{row['currency']}"
+        if "bulk_pricing_tiers" in include:
+            row["bulk_pricing_tiers"] = [{"quantity_min": 10, "quantity_max": 49, "type": "percent", "amount": 5}] \
+                if rec.seed % 5 == 0 else []
+        return row
 
     def category(self, rec: Record) -> dict:
         """Serialize a category as GET /v3/catalog/trees/categories does: no `id`, but a
@@ -363,7 +407,8 @@ class StoreData:
         """Serialize a promotion as GET /v3/promotions does: no created or modified date, and
         current_uses moves with no date to show it."""
         rng = self._rng(rec)
-        coupon = rng.random() < 0.5
+        rng.random()
+        coupon = rec.id % 2 == 1  # promotion codes sit under the odd ids
         percent = rng.choice((5, 10, 15, 20))
         return {"id": rec.id, "redemption_type": "COUPON" if coupon else "AUTOMATIC",
                 "name": f"{percent}% off {rng.choice(NOUNS)} {rec.id}", "display_name": f"{percent}% off",

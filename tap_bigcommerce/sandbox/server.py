@@ -80,7 +80,15 @@ SCOPE_OF = {"coupons": "store_v2_marketing_read_only", "orders": "store_v2_order
             "product_metafields": "store_v2_products_read_only", "product_variants": "store_v2_products_read_only",
             "categories": "store_v2_products_read_only", "order_metafields": "store_v2_orders_read_only",
             "customer_metafields": "store_v2_customers_read_only",
-            "store": "store_v2_information_read_only"}
+            "store": "store_v2_information_read_only", "promotion_codes": "store_v2_marketing_read_only",
+            "price_list_records": "store_v2_products_read_only"}
+# Endpoints with their own limit on requests at once, on top of the store's quota (429 past it):
+# (path pattern, name, documented limit).
+ENDPOINT_LIMITS = ((re.compile(r"/v2/customer_groups$"), "customer_groups", 40),
+                   (re.compile(r"/v3/catalog/trees/categories$"), "categories", 40),
+                   (re.compile(r"/v3/promotions$"), "promotions", 40),
+                   (re.compile(r"/v3/promotions/\d+/codes$"), "promotion_codes", 10),
+                   (re.compile(r"/v3/pricelists/\d+/records$"), "price_list_records", 10))
 CHANNEL_FILTER_STATUSES = {"prelaunch", "active", "inactive", "connected", "disconnected", "archived", "deleted",
                            "terminated"}
 ERROR_TYPE = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
@@ -134,6 +142,9 @@ class SandboxOptions:
     product_metafields: int = 40
     order_metafields: int = 40
     customer_metafields: int = 40
+    promotion_codes: int = 60
+    price_list_records: int = 120
+    concurrency: dict = field(default_factory=dict)  # endpoint name -> its limit, overriding ENDPOINT_LIMITS
     quota: int = 150
     window_ms: int = 30000
     latency_ms: float = 0
@@ -505,7 +516,8 @@ class Sandbox:
                     "customer_attributes": opts.customer_attributes,
                     "customer_attribute_values": opts.customer_attribute_values, "price_lists": opts.price_lists,
                     "product_metafields": opts.product_metafields, "order_metafields": opts.order_metafields,
-                    "customer_metafields": opts.customer_metafields,
+                    "customer_metafields": opts.customer_metafields, "promotion_codes": opts.promotion_codes,
+                    "price_list_records": opts.price_list_records,
                     "refunds": opts.orders // 10 if opts.refunds is None else opts.refunds},
             same_second=opts.same_second, data_end=opts.data_end))
         self.tokens = {opts.token: set(ALL_SCOPES)}
@@ -515,6 +527,9 @@ class Sandbox:
         self.lock = threading.RLock()
         self.requests: list = []
         self.data_requests = 0
+        self.in_flight: dict = {}  # endpoint name -> requests being answered (endpoints with a limit)
+        self.peak_in_flight: dict = {}  # the most seen at once
+        self.over_limit = 0  # requests answered 429 for an endpoint's own limit
         self._pending: list = []
         for change in opts.changes:
             self.schedule(change)
@@ -580,7 +595,8 @@ class Sandbox:
 
     def records(self, stream: str, include: Sequence[str] = ()) -> list:
         """The stream's current records as the API serializes them (with these include= extras;
-        for orders, order_tokens() says what shapes them), in id order."""
+        for orders, order_tokens() says what shapes them), in id order; promotion codes with
+        their promotion_id."""
         if stream == "store":
             return [self.store_info()]
         if stream == "order_statuses":
@@ -591,7 +607,12 @@ class Sandbox:
                 return self.store.derived(stream, (parents.by_id[rid] for rid in parents.ids))
         with self.lock:
             data = self.store.streams[stream]
-            return [self._serialize(stream, data.by_id[rid], include) for rid in data.ids]
+            owners = self.store.owner_of(stream)
+            alive = self.store.streams[owners].by_id if owners else None
+            rows = [(data.by_id[rid], self._serialize(stream, data.by_id[rid], include)) for rid in data.ids
+                    if alive is None or data.by_id[rid].attrs[0] in alive]
+        # A code's promotion is in the path it is listed under, not in the code: added here.
+        return [dict(row, promotion_id=rec.attrs[0]) if stream == "promotion_codes" else row for rec, row in rows]
 
     def prewarm_for_tap(self) -> None:
         """prewarm() with what tap-bigcommerce asks each list for (its stream rows say it)."""
@@ -719,8 +740,11 @@ class Sandbox:
         split = urlsplit(handler.path)
         pairs = parse_qsl(split.query, keep_blank_values=True)
         allowed, rate_headers = self.rate.take()
+        slot = self._claim(split.path) if allowed else None
         if not allowed:
             reply = Reply(429, error_body("v3", 429, "Too many requests"), rate_headers)
+        elif slot is False:
+            reply = Reply(429, error_body("v3", 429, "Too many concurrent requests to this endpoint"), rate_headers)
         elif not method_allowed:
             handler.close_connection = True
             reply = Reply(405, error_body("v3", 405, "The sandbox is read-only: only GET is supported."),
@@ -732,6 +756,9 @@ class Sandbox:
                 reply = Reply(500, error_body("v3", 500, f"Sandbox error: {exc!r}"), rate_headers)
         if self.options.latency_ms:
             time.sleep(self.options.latency_ms / 1000.0)
+        if slot:
+            with self._log_lock:
+                self.in_flight[slot] -= 1
         # Logged (and changes applied) before the answer goes out, so a client that has its
         # answer also finds it in the log and the store already changed.
         self._log({"method": handler.command, "path": split.path, "query": split.query,
@@ -742,6 +769,20 @@ class Sandbox:
             # The answer is already built, so applying the change now is "right after it".
             self._apply_changes(reply.data_number)
         self._send(handler, reply)
+
+    def _claim(self, path: str):
+        """For an endpoint with its own concurrency limit: its name, once a place is taken (False
+        when it is full: the request gets 429). None for the other endpoints."""
+        for pattern, name, limit in ENDPOINT_LIMITS:
+            if pattern.search(path):
+                with self._log_lock:
+                    if self.in_flight.get(name, 0) >= self.options.concurrency.get(name, limit):
+                        self.over_limit += 1
+                        return False
+                    self.in_flight[name] = self.in_flight.get(name, 0) + 1
+                    self.peak_in_flight[name] = max(self.peak_in_flight.get(name, 0), self.in_flight[name])
+                return name
+        return None
 
     def _route(self, handler, path: str, pairs: list, rate: dict) -> Reply:
         """Check store, token, path and scope, then serve the endpoint (with any fault)."""
@@ -842,6 +883,10 @@ class Sandbox:
                       "/customers/metafields": "customer_metafields"}
         if rest in metafields:
             return metafields[rest], lambda p: self._metafields(metafields[rest], p), True
+        sub = re.fullmatch(r"/(promotions|pricelists)/(\d+)/(codes|records)", rest)
+        if sub and (sub.group(1), sub.group(3)) in (("promotions", "codes"), ("pricelists", "records")):
+            stream = "promotion_codes" if sub.group(1) == "promotions" else "price_list_records"
+            return stream, lambda p: self._owned(stream, int(sub.group(2)), p), True
         return None
 
     def _bounds(self, stream: str, query: "Query", low: str, high: str, **kwargs) -> tuple:
@@ -1202,16 +1247,43 @@ class Sandbox:
         if (query.get("direction") or "asc") != "asc":
             raise ApiError(422, "The sandbox serves metafields in ascending id order only.", {})
         low, high = self._bounds(stream, query, "date_modified:min", "date_modified:max", allow_epoch=True)
-        flt = Filter(mod_min=low, mod_max=high)
+        return self._cursor_or_pages(stream, query, Filter(mod_min=low, mod_max=high), page, limit)
+
+    def _cursor_or_pages(self, stream: str, query: "Query", flt: Filter, page: int, limit: int,
+                         include: Sequence[str] = ()) -> tuple[int, bytes]:
+        """A v3 list that pages by after/before cursors (keyset on id) or page numbers; page
+        numbers carry both kinds of paging meta."""
         data = self.store.streams[stream]
         after, before = query.get("after"), query.get("before")
         if after is not None or before is not None:
-            return 200, self._customer_cursor(query, data, flt, after, before, limit, [], stream)
+            return 200, self._customer_cursor(query, data, flt, after, before, limit, list(include), stream)
         matching = list(select(data, flt))
-        envelope = self._v3_page(stream, matching, page, limit, [])
+        envelope = self._v3_page(stream, matching, page, limit, list(include))
         rows = envelope.pop("_rows")
         envelope["meta"]["cursor_pagination"] = self._cursor_meta(rows, limit, len(matching) > page * limit)
         return 200, orjson.dumps(envelope)
+
+    def _owned(self, stream: str, owner_id: int, pairs: list) -> tuple[int, bytes]:
+        """GET /v3/promotions/{id}/codes (cursor; page numbers deprecated but served; filter code)
+        and /v3/pricelists/{id}/records (cursor or page numbers, date filters, include): the
+        records under one promotion or price list, in id order; 404 once it is deleted."""
+        names = {"page", "limit", "after", "before"}
+        if stream == "promotion_codes":
+            names |= {"code"}
+        else:
+            names |= {"include", "variant_id:in", "product_id:in", "currency", "currency:in", "sku", "sku:in",
+                      "date_created", "date_created:min", "date_created:max", "date_modified", "date_modified:min",
+                      "date_modified:max"}
+        query = Query(pairs, "v3", names, self.options.strict)
+        page, limit = query.page_limit()
+        if owner_id not in self.store.streams[self.store.owner_of(stream)].by_id:
+            raise ApiError(404, "The requested resource was not found.")
+        include, low, high = [], None, None
+        if stream == "price_list_records":
+            include = query.include({"bulk_pricing_tiers", "sku"})
+            low, high = self._bounds(stream, query, "date_modified:min", "date_modified:max", allow_epoch=True)
+        flt = Filter(mod_min=low, mod_max=high, extra=lambda rec: rec.attrs[0] == owner_id)
+        return self._cursor_or_pages(stream, query, flt, page, limit, include)
 
     def _v3_body(self, stream: str, matching: list, page: int, limit: int) -> tuple[int, bytes]:
         """One page of a page-number v3 listing, as an answer."""

@@ -22,12 +22,12 @@ STREAMS = ("coupons", "customers", "orders", "products")
 INCREMENTAL = ("customers", "orders", "products")
 ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons", "refunds")
 # Full tables the sandbox can edit, and those it derives (addresses, variants) or keeps fixed.
-TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions", "category_trees",
-          "categories")
+TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions", "promotion_codes",
+          "category_trees", "categories")
 FIXED = ("customer_addresses", "product_variants", "order_statuses", "store")
 # Filtered on date_modified without a sort: read by date window, bookmarked on date_modified.
-WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists", "product_metafields",
-           "order_metafields", "customer_metafields")
+WINDOWS = ("subscribers", "customer_attributes", "customer_attribute_values", "price_lists", "price_list_records",
+           "product_metafields", "order_metafields", "customer_metafields")
 ALL_STREAMS = STREAMS + ORDER_FAMILY + TABLES + FIXED + WINDOWS
 FULL_TABLES = ("coupons",) + TABLES + FIXED  # read whole every run
 # Streams that need a scope beyond the usual four: not selected by default (discovery, meltano.yml).
@@ -223,8 +223,9 @@ def actual_value(value, prop):
     return canon(value)
 
 
-# Streams whose key is not `id` (categories: a category id is unique within its tree).
-KEYS = {"categories": ("tree_id", "category_id")}
+# Streams whose key is not `id` (categories: a category id is unique within its tree; a price
+# record is one variant's price in one currency on one price list).
+KEYS = {"categories": ("tree_id", "category_id"), "price_list_records": ("price_list_id", "variant_id", "currency")}
 
 
 def key_of(stream, record):
@@ -314,9 +315,11 @@ def change_store(sb, count):
     first line's quantity too)."""
     changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3))
                for stream in STREAMS + TABLES + WINDOWS}
-    # The sandbox edits by record number; categories are keyed by tree and category id.
+    # The sandbox edits by record number; categories and price records are keyed by several fields.
     changed["categories"] = {key_of("categories", r) for r in sb.records("categories")
                              if r["category_id"] in changed["categories"]}
+    changed["price_list_records"] = {key_of("price_list_records", r) for r in sb.records("price_list_records")
+                                     if r["variant_id"] in changed["price_list_records"]}
     refunds = sb.add_refunds(2)
     changed["refunds"] = {refund["id"] for refund in refunds}
     for stream in FIXED:
