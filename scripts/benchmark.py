@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -280,9 +280,9 @@ def rate_bound(sizes, workdir, workers, timeout_s, streams=STREAM_NAMES, rest=No
 
     With the order family's children and refunds selected, N also counts the refunds pages (read
     from the request log: the store decides how many refunds there are). With every stream
-    (`rest`: the other lists' sizes), N also counts every answered request to the other lists:
-    how many each takes (second reads of page-numbered lists, a codes list per promotion, a
-    window per price list) is the store's to decide, and none is a retry."""
+    (`rest`: the other lists' sizes), N counts every answered request beyond the four lists'
+    pages: how many each list takes (second reads of page-numbered lists, coupons per order, a
+    codes list per promotion, a window per price list) is the store's to decide."""
     total = sum(sizes.store.values()) if streams == STREAM_NAMES else None
     label = f"rate-{workers}-{len(streams)}"
     with sandbox_process(workdir, label, latency_ms=sizes.latency_ms, quota=sizes.quota,
@@ -296,8 +296,8 @@ def rate_bound(sizes, workdir, workers, timeout_s, streams=STREAM_NAMES, rest=No
     n = pages_needed(sizes.store) + kinds.get("refunds pages", 0) + kinds.get("products per order", 0)
     if rest:
         mains = re.compile(r"/v2/(orders|coupons)\Z|/v3/(customers|catalog/products)\Z")
-        n += sum(1 for entry in log if entry["status"] and entry["status"] < 300 and not mains.search(entry["path"])
-                 and not any(pattern.search(entry["path"]) for _, pattern in REQUEST_KINDS))
+        n = pages_needed(sizes.store) + sum(1 for entry in log if entry["status"] and entry["status"] < 300
+                                            and not mains.search(entry["path"]))
     bound = (math.ceil(n / sizes.quota) - 1) * sizes.window_ms / 1000.0
     times = [entry["time"] for entry in log]
     return {
@@ -541,6 +541,81 @@ def profile(sizes, workdir, timeout_s):
 
 # ---- main --------------------------------------------------------------------------------------
 
+DELETION_STREAMS = ("orders", "products", "customers", "coupons")
+
+
+def deletions(sizes, workdir, timeout_s):
+    """Scenario 6: detect_deletions on the full store. A first sync, a second with nothing deleted,
+    a third after deleting 10 random records of each stream; the requests each spent finding
+    deletions (from the store's log), whether the ids reported are exactly those deleted, and the
+    state's size. Returns (rows, state sizes)."""
+    import random
+
+    from tap_bigcommerce.sandbox import Sandbox, SandboxOptions
+
+    rows, state, sizes_kb = [], None, {}
+    with Sandbox(SandboxOptions(seed=1, quota=10**6, **sizes.store)) as store:
+        config = write_json(workdir, "deletions-config.json", dict(store.config(), detect_deletions=True))
+        catalog = our_catalog(workdir, config, DELETION_STREAMS)
+        for label in ("first sync", "nothing deleted", "10 deleted per stream"):
+            gone = {}
+            if label.startswith("10"):
+                rng = random.Random(3)
+                for stream in DELETION_STREAMS:
+                    gone[stream] = set(rng.sample([r["id"] for r in store.records(stream)], 10))
+                    store.delete(stream, ids=gone[stream])
+            before = len(store.requests)
+            reported, state = _deletion_run(workdir, config, catalog, state, timeout_s)
+            spent = _detection_requests(store.requests[before:])
+            rows.append((label, spent, {s: reported.get(s, set()) == gone.get(s, set()) for s in DELETION_STREAMS}))
+            sizes_kb[label] = len(json.dumps(state)) / 1024
+    return rows, sizes_kb
+
+
+def _deletion_run(workdir, config, catalog, state, timeout_s):
+    """One sync; returns ({stream: ids reported deleted}, the last state)."""
+    out = Path(workdir) / "deletions.out"
+    cmd = [str(TAP), "--config", config, "--catalog", catalog]
+    if state is not None:
+        cmd += ["--state", write_json(workdir, "deletions-state.json", state)]
+    with open(out, "wb") as sink:
+        subprocess.run(cmd, stdout=sink, stderr=subprocess.DEVNULL, check=True, timeout=timeout_s)
+    reported, last = {}, None
+    with open(out, "rb") as lines:
+        for line in lines:
+            if b"_sdc_deleted_at" in line and line.startswith(b'{"type":"RECORD"'):
+                message = json.loads(line)
+                reported.setdefault(message["stream"], set()).add(message["record"]["id"])
+            elif line.startswith(b'{"type":"STATE"'):
+                last = line
+    return reported, json.loads(last)["value"]
+
+
+def _detection_requests(log):
+    """{stream: requests} that counted, listed an id range or probed ids (not the reads)."""
+    found = {}
+    for entry in log:
+        params = dict(entry["params"])
+        if entry["path"].endswith("/count") or params.get("limit") == "1" or \
+                {"id:in", "max_id", "id:max"} & set(params):
+            stream = next(name for name, tail in (("orders", "/v2/orders"), ("products", "/catalog/products"),
+                                                  ("customers", "/v3/customers"), ("coupons", "/coupons")) if tail in entry["path"])
+            found[stream] = found.get(stream, 0) + 1
+    return found
+
+
+def state_size_for_a_million():
+    """KB of the delivered-id ranges of a million ids with 3,000 gaps (deleted records)."""
+    import random
+
+    from tap_bigcommerce.deletions import IdSet
+
+    ids = IdSet([[1, 1_000_000]])
+    for rid in random.Random(1).sample(range(2, 1_000_000), 3_000):
+        ids.remove(rid)
+    return len(json.dumps(ids.to_state())) / 1024, len(ids.to_state())
+
+
 def main(argv=None):
     """Run the scenarios and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -548,7 +623,7 @@ def main(argv=None):
     parser.add_argument("--sequential", action="store_true",
                         help="also run the rate-bound scenario with max_workers=1 (about N x latency)")
     parser.add_argument("--no-old", action="store_true", help=f"skip tap-bigcommerce {OLD_VERSION}")
-    parser.add_argument("--only", default="rate,cpu,memory,family,profile", help="comma-separated scenarios")
+    parser.add_argument("--only", default="rate,cpu,memory,family,profile,deletions", help="comma-separated scenarios")
     parser.add_argument("--profile-child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.profile_child:
@@ -565,13 +640,17 @@ def main(argv=None):
                 results.append(rate_bound(sizes, workdir, 1, timeout * 2))
             results.append(rate_bound(sizes, workdir, default_workers(), timeout * 2,
                                       STREAM_NAMES + CHILDREN + ("refunds",)))
+            # Every stream: order coupons cost a request per order with a coupon, so the four
+            # lists are a fifth of the size here, and the rest of the store is REST_OF_STORE.
             every = all_streams()
-            results.append(rate_bound(sizes, workdir, default_workers(), timeout * 2, every,
-                                      REST_OF_STORE if sizes is FULL else {k: v // 10 for k, v in REST_OF_STORE.items()}))
+            scale = 1 if sizes is FULL else 10
+            results.append(rate_bound(
+                replace(sizes, store={name: count // 5 for name, count in sizes.store.items()}), workdir,
+                default_workers(), timeout * 2, every, {name: count // scale for name, count in REST_OF_STORE.items()}))
             print(f"\n1. rate-bound: latency {sizes.latency_ms} ms, quota {sizes.quota} per "
                   f"{sizes.window_ms / 1000:g} s (streams: 4 = the four lists; 7 = with line items, "
-                  f"shipping consignments and refunds; {len(every)} = every stream, the rest of the store "
-                  "sized as REST_OF_STORE)")
+                  f"shipping consignments and refunds; {len(every)} = every stream, the four lists a fifth "
+                  "the size and the rest of the store sized as REST_OF_STORE)")
             print(f"{'streams':>7} {'max_workers':>11} {'records':>8} {'wall s':>7} {'tap CPU s':>9} {'requests':>8} "
                   f"{'N':>5} {'429s':>5} {'bound s':>7} {'ratio':>6}")
             for r in results:
@@ -631,6 +710,19 @@ def main(argv=None):
         if "profile" in only:
             print("\n5. profile of this tap (all four streams, no latency, no quota)")
             print(profile(sizes, workdir, timeout), flush=True)
+        if "deletions" in only:
+            rows, state_kb = deletions(sizes, workdir, timeout * 2)
+            print(f"\n6. deletions (detect_deletions: true) on the full store; requests spent finding them")
+            print(f"{'sync':24}" + "".join(f"{s:>12}" for s in DELETION_STREAMS) + f"{'state KB':>10}")
+            for label, spent, exact in rows:
+                print(f"{label:24}" + "".join(f"{spent.get(s, 0):>10} {'ok' if exact[s] else 'XX'}"
+                                               for s in DELETION_STREAMS) + f"{state_kb[label]:>10.1f}")
+            bounds = {s: 10 * math.log2(sizes.store[s] / PAGE) for s in ("orders", "products")}
+            print("(ok: the ids reported deleted are exactly those deleted; 10 x log2(N/250): "
+                  + ", ".join(f"{s} {b:.0f}" for s, b in bounds.items())
+                  + "; coupons are read whole, customers are probed by id:in where the count differs)")
+            kb, ranges = state_size_for_a_million()
+            print(f"a million delivered ids with 3,000 gaps: {ranges} ranges, {kb:.1f} KB of state", flush=True)
     return 0
 
 

@@ -107,6 +107,20 @@ class Client:
             if gate is not None:
                 gate.release()
 
+    def count(self, stream, params):
+        """How many of the stream's records match the filters: v2 answers its /count path, v3 the
+        pagination total of a one-record page."""
+        if stream.api == "v3":
+            page = self.get_page(stream, dict(params, limit=1))
+            if not isinstance(page.total, int):
+                raise ApiError(f"{stream.name}: the store's answer has no pagination total to count records by.")
+            return page.total
+        url = f"{self.store_url}/v2/{stream.path}/count?{urlencode(params, safe=':')}"
+        body = self._get_json(stream, url, lambda body: body)
+        if not isinstance(body, dict) or not isinstance(body.get("count"), int):
+            raise ApiError(f"{stream.name}: the store's /count answer has no whole-number count.")
+        return body["count"]
+
     def _get_json(self, stream, url, handle, priority=0):
         """GET a URL, retrying what is worth retrying; returns handle(decoded JSON, None for a 204)."""
         failures = 0

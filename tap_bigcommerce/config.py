@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from tap_bigcommerce.deletions import IdSet
 from tap_bigcommerce.discover import load_schema
 from tap_bigcommerce.errors import InputError
 from tap_bigcommerce.streams import INCREMENTAL, STREAMS_BY_NAME
@@ -45,6 +46,7 @@ class Config:
     max_retries: int = 5
     retry_base_delay: float = 2.0
     refund_lookback_days: float = 7.0
+    detect_deletions: bool = False
 
     @property
     def lookback(self):
@@ -187,6 +189,8 @@ def parse_config(raw):
     for key, (kind, low, high) in limits.items():
         if raw.get(key) not in (None, ""):
             options[key] = _number(raw, key, kind, low, high)
+    if raw.get("detect_deletions") not in (None, ""):
+        options["detect_deletions"] = _flag(raw, "detect_deletions")
     return Config(
         client_id=raw["client_id"],
         access_token=raw["access_token"],
@@ -194,6 +198,19 @@ def parse_config(raw):
         start_date=start_date,
         **options,
     )
+
+
+def _flag(raw, key):
+    """A true/false setting (JSON true or false, or the text an environment variable carries)."""
+    value = raw[key]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise InputError(f"{key} must be true or false, not {value!r}.")
 
 
 def parse_state(raw):
@@ -212,6 +229,12 @@ def parse_state(raw):
         stream = STREAMS_BY_NAME.get(name)
         if stream is not None:  # a bookmark for a stream this version does not know is kept as it is
             _check_bookmark(stream, bookmark)
+    deletions = raw.get("deletions", {})
+    if not isinstance(deletions, dict) or not all(isinstance(entry, dict) for entry in deletions.values()):
+        raise InputError("The state's deletions must be a JSON object of one object per stream.")
+    for name, entry in deletions.items():
+        for part in ("delivered", "reading"):
+            IdSet.from_state(name, entry.get(part, []))
     copy = dict(raw)
     copy["bookmarks"] = {name: dict(bookmark) for name, bookmark in bookmarks.items()}
     return copy

@@ -3,6 +3,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from tap_bigcommerce.deletions import DELETED_AT, detects
 from tap_bigcommerce.streams import BASE_SCOPES, STREAMS
 
 
@@ -15,8 +16,12 @@ def _schema_dir():
 
 
 def load_schema(stream):
-    """The JSON schema bundled for a stream."""
-    return json.loads(_schema_dir().joinpath(f"{stream.name}.json").read_text(encoding="utf-8"))
+    """The JSON schema bundled for a stream; where the tap can find its deleted records, with the
+    _sdc_deleted_at column they come with (detect_deletions)."""
+    schema = json.loads(_schema_dir().joinpath(f"{stream.name}.json").read_text(encoding="utf-8"))
+    if detects(stream):
+        schema["properties"][DELETED_AT] = {"type": ["null", "string"], "format": "date-time"}
+    return schema
 
 
 def stream_metadata(stream, schema):

@@ -79,6 +79,7 @@ class Read:
     ordered: bool = False  # a page in date_modified order (what the scheduler learns from)
     upper: Optional[datetime] = None  # the range's upper bound when the page was asked for
     stuck: bool = False  # a full page of records from before the range: nothing to hand out
+    keys: list = field(default_factory=list)  # ids of the records in data (kept only with detect_deletions)
 
 
 def modified_range(source, job):

@@ -27,6 +27,7 @@ from typing import Optional
 
 from tap_bigcommerce import metrics
 from tap_bigcommerce.config import bookmark_start, date_ranges
+from tap_bigcommerce.deletions import DELETED_AT, Tracker, detects
 from tap_bigcommerce.scan import ONE_SECOND
 from tap_bigcommerce.streams import CREATED, FULL_TABLE, INCREMENTAL, PAGED, SINGLE, WINDOW
 from tap_bigcommerce.transform import format_datetime, parse_datetime
@@ -45,6 +46,7 @@ class StreamRun:
     children: list = field(default_factory=list)  # (selection, transform) of the selected CHILD and PER_PARENT streams
     jobs: list = field(default_factory=list)  # the stream's ranges, in range order
     version: Optional[int] = None
+    track: bool = False  # whether the ids written are kept, to find deletions (detect_deletions)
     count: int = 0
     counted: int = 0  # records already reported in a record_count metric
     last_progress: float = 0.0
@@ -77,6 +79,7 @@ class StateKeeper:
         self.now = now
         self.state = state
         self.state.setdefault("bookmarks", {})
+        self.tracker = Tracker(self.state, config.detect_deletions)
         if self.state.pop("currently_syncing", None) is not None:
             # Streams sync side by side here, so no single stream is "the" one being synced,
             # and a stale name would only mislead whoever reads the state next.
@@ -87,6 +90,10 @@ class StateKeeper:
     def open(self, run):
         """Write the stream's SCHEMA; returns the ranges to start with (Range keyword arguments)."""
         starts = _rule(run).begin(self, run)
+        if self.tracker.enabled and run.emit and detects(run.stream):
+            whole = run.stream.kind in (FULL_TABLE, PAGED)
+            self.tracker.follow(run.stream, fresh_read=whole and starts[0].get("last_id") is None)
+            run.track = True
         for selection in run.selections:
             stream = selection.stream
             self.writer.schema(stream.name, selection.schema, list(stream.key_properties),
@@ -94,9 +101,11 @@ class StateKeeper:
         _rule(run).opened(self, run)
         return starts
 
-    def page(self, run, job, data, count, progress):
-        """Write one page's records, then the STATE that covers them."""
+    def page(self, run, job, data, count, progress, keys=()):
+        """Write one page's records, then the STATE that covers them (and their ids, where kept)."""
         self.writer.write(data)
+        if run.track:
+            self.tracker.seen(run.stream, keys)
         run.count += count
         _rule(run).written(self, run, job, progress)
         self.writer.state(self.state)
@@ -115,9 +124,25 @@ class StateKeeper:
         elif moved:
             self.writer.state(self.state)
 
+    def deleted(self, run, ids):
+        """Write a record with _sdc_deleted_at for each id the store no longer has; they leave the
+        delivered set (the STATE that follows says so)."""
+        if not ids:
+            return
+        moment = format_datetime(self.now())
+        records = [{run.stream.key: rid, DELETED_AT: moment} for rid in ids]
+        self.writer.write(self.writer.record_lines(run.stream.name, records, moment, run.version))
+        self.tracker.forget(run.stream, ids)
+        shown = ", ".join(map(str, ids[:10])) + (", …" if len(ids) > 10 else "")
+        LOGGER.info("%s: %d delivered records are no longer in the store (ids %s)", run.stream.name, len(ids), shown)
+
+    def checkpoint(self):
+        """A STATE with everything written so far."""
+        self.writer.state(self.state)
+
     def close(self):
         """The final STATE."""
-        self.writer.state(self.state)
+        self.checkpoint()
 
     def bookmark(self, run):
         """The bookmark entry the run keeps (its first written stream's), created if need be."""
@@ -315,6 +340,8 @@ class _TableVersion:
 
     @staticmethod
     def finish(keeper, run):
+        if run.track:  # before the version is activated: the deleted rows go with the old version
+            keeper.deleted(run, keeper.tracker.table_read(run.stream))
         for selection in run.selections:
             keeper.writer.activate_version(selection.stream.name, run.version)
             keeper.state["bookmarks"][selection.stream.name] = {"version": run.version}

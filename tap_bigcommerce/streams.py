@@ -25,6 +25,10 @@ WINDOW = "window"  # date_modified filters but no sort: [bookmark, sync start] r
 
 NONZERO = "nonzero"  # PER_PARENT: fetched for parents whose field is not zero (rather than equal to a value)
 
+# How deleted records are found where a stream is not read whole (deletions.py; detect_deletions):
+COUNT_BY_ID = "count_by_id"  # counts of an id range (v2 /count with min_id/max_id; v3 id:min/id:max), bisected
+PROBE_BY_ID = "probe_by_id"  # a count of the whole list, then id:in probes of the delivered ids where it differs
+
 # The four read-only scopes every API account for this tap has; a stream that needs another is
 # left unselected by discovery, so a sync with no catalog edits works with those four.
 BASE_SCOPES = ("Customers", "Marketing", "Orders", "Products")
@@ -73,6 +77,8 @@ class Stream:
     parent_key: Optional[str] = None  # PER_PARENT: the field that carries the parent's id (added where the API omits it)
     each: Optional[str] = None  # WINDOW: read once per record of this stream, whose id fills {id} in the path
     concurrency: Optional[int] = None  # the endpoint's own limit on requests at once (429 past it)
+    deletions: Optional[str] = None  # COUNT_BY_ID or PROBE_BY_ID (full tables need neither)
+    archived: Optional[str] = None  # a field that is true on a record the store has archived (deleted)
     # Embedded line items are checked against the record's items_total and, where they fall
     # short, fetched whole from this path ({id}: the record's id).
     lines_path: Optional[str] = None
@@ -117,18 +123,18 @@ STREAMS = (
         kind=INCREMENTAL, replication_key="date_modified", date_filter=V3_MODIFIED,
         sort_by_modified=(("sort", "date_modified:asc"),),
         # Cursor pages are in id order; the cursor is the only keyset the customers API offers.
-        sort_by_id=(), id_keyset=CURSOR,
+        sort_by_id=(), id_keyset=CURSOR, deletions=PROBE_BY_ID,
         include="addresses,storecredit,attributes,formfields",
     ),
     Stream(
         "orders", api="v2", path="orders", scope="Orders",
         kind=INCREMENTAL, replication_key="date_modified", date_filter=V2_MODIFIED,
         sort_by_modified=(("sort", "date_modified:asc"),),
-        sort_by_id=(("sort", "id:asc"),), id_keyset=MIN_ID,
+        sort_by_id=(("sort", "id:asc"),), id_keyset=MIN_ID, deletions=COUNT_BY_ID,
         # Line items, consignments and fees come inside each order at no extra request; without
         # consignment_structure=object the API answers a legacy shape it has said it will remove.
         include="consignments.line_items,fees", params=(("consignment_structure", "object"),),
-        lines_path="orders/{id}/products",
+        lines_path="orders/{id}/products", archived="is_deleted",
         text_fields=("payment_provider_id",),
     ),
     Stream(
@@ -149,7 +155,7 @@ STREAMS = (
         "products", api="v3", path="catalog/products", scope="Products",
         kind=INCREMENTAL, replication_key="date_modified", date_filter=V3_MODIFIED,
         sort_by_modified=(("sort", "date_modified"), ("direction", "asc")),
-        sort_by_id=(("sort", "id"), ("direction", "asc")), id_keyset=ID_GREATER,
+        sort_by_id=(("sort", "id"), ("direction", "asc")), id_keyset=ID_GREATER, deletions=COUNT_BY_ID,
         # options and modifiers are left out: asking for them caps a page at 10 products.
         include="variants,images,custom_fields,bulk_pricing_rules,primary_image,videos",
     ),
@@ -226,10 +232,10 @@ STREAMS = (
     ),
     # Filtered on date_modified but not sortable: each run reads [bookmark, its start] by page
     # number, twice where it takes more than one page (see scan.modified_window).
-    Stream("subscribers", api="v3", path="customers/subscribers", scope="Customers", **_WINDOW),
+    Stream("subscribers", api="v3", path="customers/subscribers", scope="Customers", deletions=PROBE_BY_ID, **_WINDOW),
     Stream("customer_attributes", api="v3", path="customers/attributes", scope="Customers", **_WINDOW),
     Stream("customer_attribute_values", api="v3", path="customers/attribute-values", scope="Customers", **_WINDOW),
-    Stream("price_lists", api="v3", path="pricelists", scope="Products", **_WINDOW),
+    Stream("price_lists", api="v3", path="pricelists", scope="Products", deletions=PROBE_BY_ID, **_WINDOW),
     Stream(
         "price_list_records", api="v3", path="pricelists/{id}/records", scope="Products",
         # No store-wide list: the window is read for every price list (listed whole each run,

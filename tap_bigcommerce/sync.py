@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 
 from tap_bigcommerce import children, metrics, scan
 from tap_bigcommerce.config import Selection
+from tap_bigcommerce.deletions import DELETED_AT, Finder
 from tap_bigcommerce.discover import load_schema
 from tap_bigcommerce.errors import ApiError, Stopped
 from tap_bigcommerce.scheduler import UNKNOWN_PAGES, Job, Scheduler
@@ -91,6 +92,7 @@ class Syncer:
             metrics.load()  # while the first requests are out
             while self.scheduler.pending:
                 self._handle(self._queue.get())
+            self._find_deletions()
             finished = True
         finally:
             # On an error or a signal no request goes out from here on, and threads still
@@ -107,12 +109,24 @@ class Syncer:
                         "read them whole from /orders/{id}/products", self._lines_fetched)
         self.keeper.close()
 
+    def _find_deletions(self):
+        """Streams read incrementally whose ids are kept: which delivered records are gone
+        (deletions.py); full tables have found theirs at the end of their read."""
+        finder = Finder(self.client, self.config.page_size)
+        for run in self._runs:
+            if run.track and run.stream.deletions and run.stream.kind not in (FULL_TABLE, PAGED):
+                before = finder.requests
+                self.keeper.deleted(run, finder.gone(run.stream, self.keeper.tracker.delivered(run.stream)))
+                self.keeper.checkpoint()
+                LOGGER.info("%s: looked for deleted records with %d requests", run.stream.name,
+                            finder.requests - before)
+
     def _handle(self, message):
         kind, job, payload = message
         if kind == "error":
             raise payload
         if kind == "records":
-            self.keeper.page(job.run, job, payload.data, payload.count, payload.progress)
+            self.keeper.page(job.run, job, payload.data, payload.count, payload.progress, payload.keys)
             with self._written:
                 self._unwritten -= 1
                 self._written.notify()
@@ -188,8 +202,10 @@ class Syncer:
         priority = UNKNOWN_PAGES if by_id else self.scheduler.priority(job)
         # encode() notes here what the page still needs: it runs while the page is decoded, and
         # no other request may wait on that.
-        self._later.orders, self._later.fetch = [], []
+        self._later.orders, self._later.fetch, self._later.keys = [], [], []
         got = self.client.get_page(stream, params, read, priority, path)
+        if read is not None:
+            got.keys = self._later.keys
         if self._later.orders or self._later.fetch:
             got.data += self._follow_up(job)
         return got
@@ -223,8 +239,14 @@ class Syncer:
                 self._later.fetch.extend((selection, transform, record.get("id"), record.get("date_modified"))
                                          for record in records if _wanted(child.when, record))
         if run.emit:
-            parts.append(self.writer.record_lines(run.stream.name, [run.transform(r) for r in records], now,
-                                                  run.version))
+            if run.track:
+                self._later.keys.extend(record.get("id") for record in records)
+            written = [run.transform(r) for r in records]
+            if run.track and run.stream.archived:  # archived (orders): deleted, as far as a warehouse goes
+                for record in written:
+                    if record.get(run.stream.archived) is True:
+                        record[DELETED_AT] = record.get(run.stream.replication_key)
+            parts.append(self.writer.record_lines(run.stream.name, written, now, run.version))
         return b"".join(parts)
 
     def _follow_up(self, job):

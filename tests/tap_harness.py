@@ -84,12 +84,16 @@ def start_tap(workdir, config, state=None, stderr=subprocess.DEVNULL, catalog=No
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=_env())
 
 
-def kill_after(process, states):
-    """Read a started tap's messages and SIGKILL it at its `states`-th STATE. Returns what a target
-    would have committed (every message up to the last STATE seen) and how many STATEs came."""
+def kill_after(process, states=None, at=None):
+    """Read a started tap's messages and SIGKILL it at its `states`-th STATE, or at the first
+    message for which at(message) is true. Returns what a target would have committed (every
+    message up to the last STATE seen) and how many STATEs came."""
     kept, pending, seen = [], [], 0
     for line in process.stdout:
         pending.append(json.loads(line))
+        if at is not None and at(pending[-1]):
+            process.kill()
+            break
         if pending[-1]["type"] == "STATE":
             # A target commits what came before a STATE; whatever follows it is lost with the kill.
             kept.extend(pending)

@@ -205,6 +205,7 @@ class StoreData:
     def __init__(self, spec: StoreSpec):
         self.seed = spec.seed
         self.refunds: list = []  # (created, refund) in id order
+        self.archived: set = set()  # ids of archived orders: still listed, with is_deleted true
         self.refunds_of: dict = {}  # order id -> its refunds
         self._refund_rng = random.Random(_mix(spec.seed, 77))
         self.end = (spec.data_end or (now_utc() - dt.timedelta(hours=1))).astimezone(UTC).replace(microsecond=0)
@@ -217,6 +218,9 @@ class StoreData:
         self.channel_count = max(int(counts.get("channels", 0)), 1)
         self.tree_count = max(int(counts.get("category_trees", 0)), 1)
         self.promotion_count = int(counts.get("promotions", 0))
+        # Products sit in two of the store's categories (by category id), or of 18-39 in a store without.
+        categories = int(counts.get("categories", 0))
+        self._category_ids = range(1, categories + 1) if categories >= 2 else range(18, 40)
         self.price_list_count = max(int(counts.get("price_lists", 0)), 1)
         same = spec.same_second or {}
         for number, name in enumerate(STREAMS):
@@ -732,7 +736,7 @@ class StoreData:
             "store_default_currency_code": "USD", "store_default_to_transactional_exchange_rate": "1.0000000000",
             "staff_notes": f"Edited {rec.version} time(s)" if rec.version else "",
             "customer_message": "", "discount_amount": money(coupon), "coupon_discount": money(coupon),
-            "shipping_address_count": addresses, "is_deleted": False, "ebay_order_id": "0",
+            "shipping_address_count": addresses, "is_deleted": rec.id in self.archived, "ebay_order_id": "0",
             "is_email_opt_in": rng.random() < 0.3, "credit_card_type": None,
             "order_source": rng.choice(("www", "www", "manual", "iphone", "external")),
             "channel_id": 1 + _mix(rec.seed, 3) % self.channel_count,
@@ -841,7 +845,7 @@ class StoreData:
             "weight": rng.randint(0, 20), "width": 0, "depth": 0, "height": 0, "price": price,
             "cost_price": round(price / 2, 2), "retail_price": round(price * 1.2, 2), "sale_price": 0,
             "map_price": 0, "tax_class_id": 0, "product_tax_code": "", "calculated_price": price,
-            "categories": sorted(rng.sample(range(18, 40), 2)), "brand_id": rng.randint(0, 40) % (self.brand_count + 1),
+            "categories": sorted(rng.sample(self._category_ids, 2)), "brand_id": rng.randint(0, 40) % (self.brand_count + 1),
             "option_set_id": None, "option_set_display": "right", "inventory_level": inventory,
             "inventory_warning_level": 0, "inventory_tracking": rng.choice(("none", "product", "variant")),
             "reviews_rating_sum": 0, "reviews_count": 0, "total_sold": sold, "fixed_cost_shipping_price": 0,

@@ -659,6 +659,14 @@ class Sandbox:
                 data.remove(rid)
             return chosen
 
+    def archive(self, order_ids: Sequence[int]) -> None:
+        """Archive orders, as DELETE /v2/orders/{id} does: they stay in the list with is_deleted true
+        (what BigCommerce's list does with them is not documented; the sandbox keeps them) and
+        their date_modified moves to now."""
+        with self.lock:
+            self.store.archived.update(order_ids)
+            self.edit("orders", ids=order_ids)
+
     def add_refunds(self, count: int) -> list:
         """Refund `count` random orders now; each refunded order's date_modified moves to now too."""
         with self.lock:

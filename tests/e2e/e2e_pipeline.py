@@ -309,6 +309,22 @@ def store_records(sb, stream):
     return sb.records(stream)
 
 
+# Lists whose deleted records the tap reports (detect_deletions) and whose deletion leaves no
+# orphans behind in a stream it does not (deleting a product takes its variants along, and the
+# variants are read whole, so their deletions are reported too; orders are archived, not deleted).
+DELETABLE = ("products", "customers", "coupons", "brands", "subscribers", "gift_certificates", "customer_groups")
+
+
+def delete_from_store(sb, count):
+    """Delete `count` records, spread over the id range, from each DELETABLE list; {stream: ids}."""
+    gone = {}
+    for stream in DELETABLE:
+        ids = [record["id"] for record in sb.records(stream)]
+        gone[stream] = set(ids[1::max(len(ids) // count, 1)][:count])
+        sb.delete(stream, ids=sorted(gone[stream]))
+    return gone
+
+
 def change_store(sb, count):
     """Edit `count` records and create a few in every list the sandbox holds, and add two refunds;
     returns {stream: ids changed}, the changed orders' children included (an edited order changes its

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from e2e_pipeline import (ALL_STREAMS, MODIFIED, key_of, change_store, differences, discover, killed_pipeline, load_schemas,
+from e2e_pipeline import (ALL_STREAMS, MODIFIED, key_of, change_store, delete_from_store, differences, discover, killed_pipeline, load_schemas,
                           run_pipeline, store_records, tool_path, write_json)
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +80,7 @@ class Postgres:
         self.workdir = workdir
 
     def config(self):
-        return dict(self.server.settings(), default_target_schema=SCHEMA)
+        return dict(self.server.settings(), default_target_schema=SCHEMA, hard_delete=True)
 
     def tables(self):
         result = {}
@@ -103,7 +103,7 @@ class DuckDB:
         self.path = workdir / "warehouse.duckdb"
 
     def config(self):
-        return {"path": str(self.path), "default_target_schema": SCHEMA}
+        return {"path": str(self.path), "default_target_schema": SCHEMA, "hard_delete": True}
 
     def tables(self):
         python = tool_path(self.venv, "python")
@@ -128,7 +128,9 @@ def check_tables(dest, sb, schemas):
         counts[stream] = len(rows)
         problems += differences(stream, store_records(sb, stream), rows, schemas[stream], empty_is_null=True)
         for field, prop in schemas[stream]["properties"].items():
-            if prop.get("format") == "date-time" and "timestamp" not in types.get(field, "").lower():
+            # (_sdc_deleted_at is the target's own metadata column with hard_delete: its type is the target's.)
+            if prop.get("format") == "date-time" and "timestamp" not in types.get(field, "").lower() \
+                    and field != "_sdc_deleted_at":
                 problems.append(f"{dest.name} {stream}.{field} is {types.get(field)}, not a timestamp")
         for field, kind in NESTED[stream]:
             bad = [key_of(stream, r) for r in rows if r.get(field) is not None and not isinstance(
@@ -143,7 +145,7 @@ def test_warehouse_holds_every_record_once_through_a_kill_and_upserts_changes(de
                                                                               tool, workdir, record_rows):
     target = tool(destination.venv, destination.executable)
     sb = sandbox(**store_size)
-    catalog = discover(workdir, sb.config(page_size=25))
+    catalog = discover(workdir, sb.config(page_size=25, detect_deletions=True))
     schemas = load_schemas(catalog)
     argv = [target, "--config", write_json(workdir / "target.json", destination.config())]
 
@@ -155,9 +157,13 @@ def test_warehouse_holds_every_record_once_through_a_kill_and_upserts_changes(de
     assert state == resumed.tap_last_state(), "the target's last state line must be the tap's last STATE"
     assert set(state["bookmarks"]) >= set(MODIFIED) | {"refunds"}
 
+    gone = delete_from_store(sb, 4)  # of the records delivered so far
     changed = change_store(sb, 5)
     second = run_pipeline(workdir, "run2", workdir / "config.json", catalog, argv, state=state)
+    # The deleted rows are gone from the warehouse (hard_delete), and only they: the tables equal the store.
     counts = check_tables(destination, sb, schemas)
+    for stream, ids in gone.items():
+        assert {r["id"] for r in second.records(stream) if r.get("_sdc_deleted_at")} == ids, stream
     for stream in MODIFIED:
         sent = {key_of(stream, r) for r in second.records(stream)}
         assert changed[stream] <= sent and len(sent) <= len(store_records(sb, stream)) // 2, \
@@ -170,7 +176,8 @@ def test_warehouse_holds_every_record_once_through_a_kill_and_upserts_changes(de
 
 
 def check_joins(server, sb):
-    """Products to brands, customers to groups, orders to channels: every row joins as in the store."""
+    """Products to brands and categories, customers to groups, orders to channels and statuses:
+    every row joins as in the store."""
     for table, key, target, name in JOINS:
         names = {record["id"]: record[name] for record in sb.records(target)}
         want = {record["id"]: names.get(record[key]) for record in sb.records(table)}
@@ -179,6 +186,17 @@ def check_joins(server, sb):
             f'ON r.id = t."{key}"')}
         assert got == want, f"{table} -> {target}: {sum(got.get(k) != v for k, v in want.items())} rows differ"
         assert any(want.values()) and len(set(want.values())) > 1, f"{table} -> {target}: nothing to join"
+    # Products to categories: products.categories is an array of category ids.
+    names = {record["category_id"]: record["name"] for record in sb.records("categories")}
+    want = {product["id"]: sorted(names[c] for c in product["categories"] if c in names)
+            for product in sb.records("products")}
+    got = {product_id: [] for product_id in want}
+    for row in server.query_json(
+            f"SELECT p.id, c.name FROM {SCHEMA}.products p "
+            "CROSS JOIN LATERAL jsonb_array_elements_text(p.categories) AS e(category_id) "
+            f"JOIN {SCHEMA}.categories c ON c.category_id = e.category_id::int ORDER BY p.id, c.name"):
+        got[row["id"]].append(row["name"])
+    assert got == want and sum(map(len, want.values())) > len(want), "products -> categories rows differ"
 
 
 def check_revenue_by_product(server, sb):
