@@ -163,3 +163,22 @@ def test_the_id_set_keeps_ranges():
     for rid in rng.sample(range(2, 1_000_000), 3_000):
         big.remove(rid)
     assert len(big) == 997_000 and len(big.to_state()) <= 3_001
+
+
+def test_a_full_table_killed_mid_read_resumes_without_a_false_deletion(workdir, sandbox):
+    store = sandbox(coupons=900, brands=700, orders=1, products=1, customers=1, latency_ms=2)
+    config = store.config(detect_deletions=True, page_size=50, max_workers=1, **FAST)
+    catalog = catalog_of(workdir, config, ["coupons", "brands"])
+    first = run_tap(workdir, config, catalog=catalog)
+    store.delete("coupons", ids=[7, 450, 899])
+    store.delete("brands", ids=[3, 699])
+    # Killed half-way through the second read of both tables: what it had listed is in the state.
+    kept, states = kill_after(start_tap(workdir, config, catalog=catalog, state=first.last_state), 20)
+    assert states == 20
+    state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
+    assert any("reading" in entry for entry in state["deletions"].values())
+    resumed = run_tap(workdir, config, catalog=catalog, state=state)
+    assert resumed.returncode == 0, resumed.stderr
+    reported = {stream: {m["record"]["id"] for m in kept + resumed.messages if m["type"] == "RECORD"
+                         and m["stream"] == stream and "_sdc_deleted_at" in m["record"]} for stream in ("coupons", "brands")}
+    assert reported == {"coupons": {7, 450, 899}, "brands": {3, 699}}
