@@ -34,6 +34,7 @@ date_modified comes in that order and inside the asked range; a list read by id 
 ascending id order after the asked id; a page that says there is more gives a way to ask for it.
 """
 import bisect
+import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class Read:
     ids_at_last: list = field(default_factory=list)
     drain: bool = False  # the whole page shares one second
     last_id: Optional[int] = None
+    first_id: Optional[int] = None
     cursor: Optional[str] = None
     progress: object = None  # how far the range is read once this page is written
     ordered: bool = False  # a page in date_modified order (what the scheduler learns from)
@@ -239,33 +241,43 @@ def _id_page_reader(source, job, stream, last_id, skip, second, keep):
 
 
 def created_window(source, job):
-    """Read [job.lower, job.upper] of an insert-only stream page by page; yields a Read per page."""
+    """Read [job.lower, job.upper] of an insert-only stream by page number, a few pages at once;
+    yields a Read per page. The list says neither how many records nor how many pages it has, so
+    the pages out at once reach past the end by up to PREFETCH - 1, which come back empty."""
     stream = source.stream_of(job)
     params = date_params(stream, job.lower, job.upper)
-    page, last_id = 1, [None]
-    while True:
-        got = source.fetch(job, dict(params, page=page), _window_reader(source, job, stream, last_id), by_id=True)
-        yield got
-        if not got.has_more:
-            return
-        page += 1
+    previous = None
+    pages = source.fetch_pages(job, (dict(params, page=n) for n in itertools.count(1)),
+                               lambda: _window_reader(source, job, stream))
+    try:
+        for got in pages:
+            if previous is not None and got.first_id is not None and got.first_id <= previous:
+                raise _out_of_order(stream)
+            previous = got.last_id if got.last_id is not None else previous
+            yield got
+            if not got.has_more:
+                return
+    finally:
+        pages.close()
 
 
-def _window_reader(source, job, stream, last_id):
-    """The function that turns one page of a created window into a Read, checking the id order."""
+def _out_of_order(stream):
+    return ApiError(f"{stream.name}: the store's list is not in ascending id order as documented; "
+                    "stopping rather than risk a gap between pages.")
+
+
+def _window_reader(source, job, stream):
+    """The function that turns one page of a created window into a Read, checking its id order
+    (the order across pages is checked as they are handed out, in page order)."""
 
     def read(page):
         ids = [record.get("id") for record in page.records]
-        previous = last_id[0]
-        for rid in ids:
-            if not isinstance(rid, int) or (previous is not None and rid <= previous):
-                raise ApiError(f"{stream.name}: the store's list is not in ascending id order as documented; "
-                               "stopping rather than risk a gap between pages.")
-            previous = rid
-        last_id[0] = previous
+        if any(not isinstance(rid, int) for rid in ids) or ids != sorted(set(ids)):
+            raise _out_of_order(stream)
         moments = moments_of(stream, page.records, job.lower - ONE_SECOND, job.upper + ONE_SECOND, ordered=False)
         fresh = [r for r, moment in zip(page.records, moments) if job.lower <= moment <= job.upper]
-        return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids), last_id=previous)
+        return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids), last_id=ids[-1] if ids else None,
+                    first_id=ids[0] if ids else None)
 
     return read
 
@@ -321,14 +333,23 @@ def _agreed_reads(source, job, params, keep, path=None):
     handed = set()
 
     def read_once():
-        listed, page = set(), 1
-        while True:
-            reader = _paged_reader(source, job, stream, handed, listed, keep)
-            got = source.fetch(job, dict(params, page=page), reader, by_id=True, path=path)
-            yield got
-            if not got.has_more:
-                return listed, page
+        listed = set()
+
+        def reader():
+            return _paged_reader(source, job, stream, handed, listed, keep)
+
+        got = source.fetch(job, dict(params, page=1), reader(), by_id=True, path=path)
+        yield got
+        page = 1
+        if got.has_more and got.total and got.size:  # the pages the first one says there are, at once
+            page = -(-got.total // got.size)
+            for got in source.fetch_pages(job, [dict(params, page=n) for n in range(2, page + 1)], reader, path):
+                yield got
+        while got.has_more:  # more than it said (records added meanwhile): one page at a time
             page += 1
+            got = source.fetch(job, dict(params, page=page), reader(), by_id=True, path=path)
+            yield got
+        return listed, page
 
     yield from _until_agreed(stream, read_once)
 
@@ -379,7 +400,7 @@ def _paged_reader(source, job, stream, handed, listed, keep):
             if rid not in handed:
                 handed.add(rid)
                 fresh.append(record)
-        return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids))
+        return Read(source.encode(job, fresh), len(fresh), page.has_more, len(ids), page.total)
 
     return read
 

@@ -18,6 +18,8 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from datetime import datetime, timezone
 
 from tap_bigcommerce import children, metrics, scan
@@ -36,6 +38,7 @@ M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt() parameters
 UNWRITTEN_PAGES = 2  # while this many encoded pages wait for the main thread, workers send no request
 GC_THRESHOLDS = (100_000, 50, 100)  # Python's default is (700, 10, 10)
 STOP_WAIT_S = 1.0  # on an error or a signal, how long worker threads get to finish (they are daemons)
+PREFETCH = 4  # pages of a page-numbered read out at once, once its first page tells how many there are
 # How each kind of stream is read; CHILD and PER_PARENT streams come with their parent's pages.
 SCANS = {INCREMENTAL: scan.modified_range, FULL_TABLE: scan.whole_table, CREATED: scan.created_window,
          PAGED: scan.paged_table, SINGLE: scan.single_record, WINDOW: scan.modified_window}
@@ -58,6 +61,10 @@ class Syncer:
         self._written = threading.Condition()
         self._stop = threading.Event()
         self._pool = _Pool(self._work, config.max_requests)
+        # Pages of a page-numbered read fetched ahead, and the sub-resources of a page's records
+        # (two pools: a page's follow-up waits for sub-resources, never the other way round).
+        self._pages = _Helpers(config.max_workers, "page")
+        self._subs = _Helpers(config.max_workers, "sub")
         self._runs = []
         self.scheduler = Scheduler(config, client, self._runs, self._pool.start, self.now)
 
@@ -183,13 +190,14 @@ class Syncer:
         """The row of the stream a range belongs to."""
         return job.run.stream
 
-    def fetch(self, job, params, read, by_id, path=None, row=None):
+    def fetch(self, job, params, read, by_id, path=None, row=None, wait=True):
         """Fetch one page; `read` turns it into a scan.Read while no other page is being decoded
         (without it, the page itself comes back). `path` and `row` ask for another list than the
-        job's stream: a sub-list of one record, or the list whose ids it is read for."""
+        job's stream: a sub-list of one record, or the list whose ids it is read for. `wait`: hold
+        back while encoded pages wait for the main thread (not for pages fetched ahead)."""
         with self._written:
             # Fetching faster than the target takes pages would only hold them in memory.
-            while self._unwritten >= UNWRITTEN_PAGES and not self._stop.is_set():
+            while wait and self._unwritten >= UNWRITTEN_PAGES and not self._stop.is_set():
                 self._written.wait(0.2)
         if self._stop.is_set():
             raise Stopped()
@@ -209,6 +217,36 @@ class Syncer:
         if self._later.orders or self._later.fetch:
             got.data += self._follow_up(job)
         return got
+
+    def fetch_pages(self, job, queries, reader, path=None):
+        """Fetch pages of a page-numbered read PREFETCH at a time; yields their Reads in order.
+        `reader()` makes each page's read function; `queries` may go on for ever (close the
+        generator at the last page)."""
+        queries, pending = iter(queries), deque()
+
+        def submit():
+            query = next(queries, None)
+            if query is not None:
+                pending.append(self._pages.submit(self.fetch, job, query, reader(), True, path, None, False))
+
+        for _ in range(PREFETCH):
+            submit()
+        try:
+            while pending:
+                got = pending.popleft().result()
+                yield got
+                submit()  # only once the page is taken: the last one asks for nothing more
+        finally:
+            # Pages asked for and not handed out (past the end of a list that does not say where
+            # it ends, or the read stopped): encoded, never written, so no longer waiting.
+            for future in pending:
+                try:
+                    future.result()
+                except BaseException:  # noqa: BLE001 - the read is over; its error is not this one
+                    continue
+                with self._written:
+                    self._unwritten -= 1
+                    self._written.notify_all()
 
     def encode(self, job, records):
         """The page's records and what is taken from them, transformed and encoded as RECORD lines.
@@ -251,11 +289,12 @@ class Syncer:
 
     def _follow_up(self, job):
         """Finish a page: read whole the line items of orders whose embedded ones fell short, then
-        the sub-resources of its records (all through the same rate-limit budget); their lines."""
+        the sub-resources of its records, several at once (all through the same rate-limit
+        budget); their lines."""
         run, later = job.run, self._later
         orders, later.orders, kept = later.orders, [], []
-        for order in orders:
-            lines = self._read_all(run.stream, run.stream.lines_path.format(id=order.get("id")))
+        paths = [run.stream.lines_path.format(id=order.get("id")) for order in orders]
+        for order, lines in zip(orders, self._subs.map(self._read_all, [run.stream] * len(orders), paths)):
             if lines is not None:  # else deleted meanwhile: not written, as if read a moment later
                 children.place(order, lines)
                 kept.append(order)
@@ -265,9 +304,11 @@ class Syncer:
         parts = [self._lines(run, kept)]
         fetches, later.fetch = later.fetch, []
         now = format_datetime(self.now())
-        for selection, transform, parent_id, moment in fetches:
-            child = selection.stream
-            rows = self._read_all(child, child.path.format(id=parent_id)) or []
+        streams = [selection.stream for selection, _, _, _ in fetches]
+        paths = [stream.path.format(id=parent_id) for stream, (_, _, parent_id, _) in zip(streams, fetches)]
+        for (selection, transform, parent_id, moment), rows in zip(fetches, self._subs.map(self._read_all, streams,
+                                                                                         paths)):
+            child, rows = selection.stream, rows or []
             if child.parent_key:
                 rows = [dict({child.parent_key: parent_id}, **row) for row in rows]
             if child.replication_key:  # the parent's date, which its bookmark follows
@@ -374,6 +415,49 @@ class _Pool:
     def _loop(self):
         while (job := self._jobs.get()) is not None:
             self._work(job)
+
+
+class _Helpers:
+    """Daemon threads for short tasks handed out by the workers (pages fetched ahead, sub-resources),
+    started as they are needed. Daemons, like the workers: a sync that stops never waits for a
+    request still out (a stopped client sends no new one)."""
+
+    def __init__(self, most, name):
+        self._most = most
+        self._name = name
+        self._tasks = queue.SimpleQueue()
+        self._threads = 0
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def submit(self, function, *args):
+        """Run function(*args) on a helper thread; returns its Future."""
+        future = Future()
+        with self._lock:
+            self._busy += 1
+            start = self._busy > self._threads and self._threads < self._most
+            if start:
+                self._threads += 1
+        self._tasks.put((future, function, args))
+        if start:
+            threading.Thread(target=self._loop, name=f"{self._name}-{self._threads}", daemon=True).start()
+        return future
+
+    def map(self, function, *columns):
+        """function over the rows of the columns, all submitted at once; the results in order."""
+        futures = [self.submit(function, *args) for args in zip(*columns)]
+        return (future.result() for future in futures)
+
+    def _loop(self):
+        while True:
+            future, function, args = self._tasks.get()
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._busy -= 1
 
 
 def _tune_malloc():

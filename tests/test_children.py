@@ -145,9 +145,11 @@ def test_refunds_read_a_window_up_to_the_sync_start_and_re_read_the_lookback():
     responses.get(url, json={"data": [_refund(4, now + timedelta(seconds=1))], "meta": {}})
     state = {"bookmarks": {"refunds": {"created": "2024-02-27T00:00:00Z"}}}
     records, state = _sync({"refunds"}, state=state, page_size=3, now=now)
-    first, second = (_params(call) for call in responses.calls)
+    # Pages are asked for four at a time (the list does not say how many it has): three past the end.
+    first, *later = (_params(call) for call in responses.calls)
     assert first["created:min"] == "2024-02-19T23:59:59Z"  # the bookmark less 7 days, widened a second
-    assert first["created:max"] == "2024-03-01T12:00:01Z" and (first["page"], second["page"]) == ("1", "2")
+    assert first["created:max"] == "2024-03-01T12:00:01Z"
+    assert sorted(int(query["page"]) for query in [first] + later) == [1, 2, 3, 4, 5]
     assert [r["id"] for r in records["refunds"]] == [1, 2]  # 3 is in the widened second, 4 after the sync's start
     assert state["bookmarks"]["refunds"] == {"created": "2024-03-01T12:00:00Z"}
 

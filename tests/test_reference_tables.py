@@ -119,15 +119,22 @@ def test_a_table_that_never_stops_changing_stops_the_sync_with_one_sentence(work
     assert "Traceback" not in run.stderr
 
 
-def test_a_killed_sync_of_the_tables_resumes_without_loss(workdir, sandbox):
-    store = sandbox(**SMALL, brands=400, customer_groups=40, channels=30, gift_certificates=200, latency_ms=5)
+def _killed_and_resumed(workdir, store, streams, states):
+    """Kill a sync of the streams at its `states`-th STATE and run it again from there: what a
+    target committed of the first, and the second run."""
     config = store.config(page_size=10, max_workers=2, **FAST)
-    catalog = catalog_of(workdir, config, TABLES)
-    kept, states = kill_after(start_tap(workdir, config, catalog=catalog), 12)
-    assert states == 12, "the sync finished before the kill"
+    catalog = catalog_of(workdir, config, streams)
+    kept, seen = kill_after(start_tap(workdir, config, catalog=catalog), states)
+    assert seen == states, "the sync finished before the kill"
     state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
     resumed = run_tap(workdir, config, catalog=catalog, state=state)
     assert resumed.returncode == 0, resumed.stderr
+    return kept, resumed
+
+
+def test_a_killed_sync_of_the_tables_resumes_without_loss(workdir, sandbox):
+    store = sandbox(**SMALL, brands=400, customer_groups=40, channels=30, gift_certificates=200, latency_ms=5)
+    kept, resumed = _killed_and_resumed(workdir, store, TABLES, 12)
     for stream in TABLES:
         before = {STREAMS_BY_NAME[stream].identity(m["record"]) for m in kept
                   if m["type"] == "RECORD" and m["stream"] == stream}
@@ -234,13 +241,7 @@ def test_date_windows_lose_nothing_to_edits_deletes_and_bulk_seconds_mid_read(wo
 
 def test_a_killed_sync_of_the_date_windows_resumes_without_loss(workdir, sandbox):
     store = sandbox(**SMALL, **{stream: 4 * count for stream, count in WINDOW_COUNTS.items()}, latency_ms=5)
-    config = store.config(page_size=10, max_workers=2, **FAST)
-    catalog = catalog_of(workdir, config, WINDOWS)
-    kept, states = kill_after(start_tap(workdir, config, catalog=catalog), 10)
-    assert states == 10, "the sync finished before the kill"
-    state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
-    resumed = run_tap(workdir, config, catalog=catalog, state=state)
-    assert resumed.returncode == 0, resumed.stderr
+    kept, resumed = _killed_and_resumed(workdir, store, WINDOWS, 10)
     unfinished = 0
     for stream in WINDOWS:
         before = {STREAMS_BY_NAME[stream].identity(m["record"]) for m in kept
