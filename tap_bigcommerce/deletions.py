@@ -12,7 +12,10 @@ stream is read compares that set with the store:
     halved at the set's median and each half counted, down to ranges of a page or less, which
     are listed in id order: d deletions among N ids cost about d * log2(N / page) counts;
   - PROBE_BY_ID (customers: an id:in filter, no id range): one count of the whole list; where it
-    differs, id:in probes of every delivered id, a page of ids per request.
+    differs, id:in probes of every delivered id, a page of ids per request;
+  - SWEEP (metafields, customer attributes: no id filter at all): one count of the whole list;
+    where it differs, the list's ids read whole (by cursor, a keyset: once; by page number: until
+    two reads agree, so a record that shifted pages is never taken for deleted).
 
 An id is called deleted only when a listing that covers it (the full read, a range listed in id
 order, an id:in probe) does not return it, never from a count alone; counts only say where to
@@ -28,7 +31,9 @@ import bisect
 import logging
 
 from tap_bigcommerce.errors import ApiError, InputError
-from tap_bigcommerce.streams import COUNT_BY_ID, FULL_TABLE, ID_GREATER, MIN_ID, PAGED, PROBE_BY_ID
+from tap_bigcommerce.streams import COUNT_BY_ID, CURSOR, FULL_TABLE, ID_GREATER, MIN_ID, PAGED, PROBE_BY_ID
+
+PASSES = 5  # reads of a page-numbered list, at most, for two that agree
 
 LOGGER = logging.getLogger(__name__)
 DELETED_AT = "_sdc_deleted_at"
@@ -208,7 +213,9 @@ class Finder:
             return self._bisect(stream, delivered, low, high, len(delivered))
         if self._count(stream, {}) == len(delivered):
             return []
-        return self._probe(stream, delivered)
+        if stream.deletions == PROBE_BY_ID:
+            return self._probe(stream, delivered)
+        return delivered.difference(self._sweep(stream))
 
     def _bisect(self, stream, delivered, low, high, expected):
         """Deleted ids in [low, high], where `expected` delivered ids lie."""
@@ -248,6 +255,39 @@ class Finder:
             if not page.has_more or not ids:
                 return
             low = ids[-1] + 1
+
+    def _sweep(self, stream):
+        """Every id the list holds now."""
+        if stream.id_keyset == CURSOR:  # a keyset: one read misses nothing
+            listed, query = set(), dict(stream.sort_by_id, limit=self.page_size)
+            while True:
+                page = self._page(stream, query, listed)
+                if not page.has_more:
+                    return listed
+                if not page.end_cursor:
+                    raise ApiError(f"{stream.name}: the store gave no cursor to continue from; stopping rather than "
+                                   "report a record deleted that is not.")
+                query["after"] = page.end_cursor
+        previous = None
+        for _ in range(PASSES):
+            listed, number = set(), 1
+            while self._page(stream, {"page": number, "limit": self.page_size}, listed).has_more:
+                number += 1
+            if number == 1 or listed == previous:
+                return listed
+            previous = listed
+        raise ApiError(f"{stream.name}: the list changed during each of {PASSES} reads, so none can tell which "
+                       "records were deleted; run the sync again later.")
+
+    def _page(self, stream, query, listed):
+        """One page of the list; its ids join `listed`."""
+        self.requests += 1
+        page = self.client.get_page(stream, dict(query, **dict(stream.params)))
+        ids = [record.get("id") for record in page.records]
+        if any(not isinstance(rid, int) for rid in ids):
+            raise ApiError(f"{stream.name}: the store listed a record without a whole-number id.")
+        listed.update(ids)
+        return page
 
     def _probe(self, stream, delivered):
         """Ask for every delivered id with id:in, a page of ids at a time."""

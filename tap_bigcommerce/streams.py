@@ -28,6 +28,7 @@ NONZERO = "nonzero"  # PER_PARENT: fetched for parents whose field is not zero (
 # How deleted records are found where a stream is not read whole (deletions.py; detect_deletions):
 COUNT_BY_ID = "count_by_id"  # counts of an id range (v2 /count with min_id/max_id; v3 id:min/id:max), bisected
 PROBE_BY_ID = "probe_by_id"  # a count of the whole list, then id:in probes of the delivered ids where it differs
+SWEEP = "sweep"  # a count of the whole list, then the list's ids read whole where it differs
 
 # The four read-only scopes every API account for this tap has; a stream that needs another is
 # left unselected by discovery, so a sync with no catalog edits works with those four.
@@ -77,7 +78,7 @@ class Stream:
     parent_key: Optional[str] = None  # PER_PARENT: the field that carries the parent's id (added where the API omits it)
     each: Optional[str] = None  # WINDOW: read once per record of this stream, whose id fills {id} in the path
     concurrency: Optional[int] = None  # the endpoint's own limit on requests at once (429 past it)
-    deletions: Optional[str] = None  # COUNT_BY_ID or PROBE_BY_ID (full tables need neither)
+    deletions: Optional[str] = None  # COUNT_BY_ID, PROBE_BY_ID or SWEEP (full tables need none)
     archived: Optional[str] = None  # a field that is true on a record the store has archived (deleted)
     # Embedded line items are checked against the record's items_total and, where they fall
     # short, fetched whole from this path ({id}: the record's id).
@@ -110,7 +111,7 @@ class Stream:
 
 # What every stream read by date window has in common, and the metafields lists besides.
 _WINDOW = dict(kind=WINDOW, replication_key="date_modified", date_filter=V3_MODIFIED)
-_METAFIELDS = dict(_WINDOW, id_keyset=CURSOR, sort_by_id=(("direction", "asc"),))
+_METAFIELDS = dict(_WINDOW, id_keyset=CURSOR, sort_by_id=(("direction", "asc"),), deletions=SWEEP)
 
 STREAMS = (
     Stream(
@@ -233,8 +234,9 @@ STREAMS = (
     # Filtered on date_modified but not sortable: each run reads [bookmark, its start] by page
     # number, twice where it takes more than one page (see scan.modified_window).
     Stream("subscribers", api="v3", path="customers/subscribers", scope="Customers", deletions=PROBE_BY_ID, **_WINDOW),
-    Stream("customer_attributes", api="v3", path="customers/attributes", scope="Customers", **_WINDOW),
-    Stream("customer_attribute_values", api="v3", path="customers/attribute-values", scope="Customers", **_WINDOW),
+    Stream("customer_attributes", api="v3", path="customers/attributes", scope="Customers", deletions=SWEEP, **_WINDOW),
+    Stream("customer_attribute_values", api="v3", path="customers/attribute-values", scope="Customers",
+           deletions=SWEEP, **_WINDOW),
     Stream("price_lists", api="v3", path="pricelists", scope="Products", deletions=PROBE_BY_ID, **_WINDOW),
     Stream(
         "price_list_records", api="v3", path="pricelists/{id}/records", scope="Products",

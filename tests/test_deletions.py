@@ -10,10 +10,11 @@ from tap_bigcommerce.deletions import IdSet
 
 COUNTED = ("orders", "products")  # an id range and a count
 PROBED = ("customers", "subscribers")  # a count, then id:in probes
+SWEPT = ("customer_attributes", "order_metafields")  # a count, then the ids read whole (pages; a cursor)
 TABLES = ("coupons", "brands", "gift_certificates", "customer_groups")  # read whole: compared with the last read
-STREAMS = COUNTED + PROBED + TABLES
+STREAMS = COUNTED + PROBED + SWEPT + TABLES
 SIZES = dict(orders=3000, products=1200, customers=1600, coupons=300, brands=120, subscribers=400,
-             gift_certificates=90, customer_groups=30)
+             gift_certificates=90, customer_groups=30, customer_attributes=600, order_metafields=700)
 
 
 def _sync(workdir, store, state=None, streams=STREAMS, **settings):
@@ -43,8 +44,9 @@ def _detection_requests(store, since):
         if entry["path"].endswith("/count") or params.get("limit") == "1" or "id:in" in params \
                 or "max_id" in params or "id:max" in params:
             stream = next(name for name, tail in (("orders", "/v2/orders"), ("products", "/catalog/products"),
-                                                  ("subscribers", "/subscribers"), ("customers", "/v3/customers"))
-                          if tail in entry["path"])
+                                                  ("subscribers", "/subscribers"), ("customer_attributes", "/attributes"),
+                                                  ("order_metafields", "/orders/metafields"),
+                                                  ("customers", "/v3/customers")) if tail in entry["path"])
             found[stream] = found.get(stream, 0) + 1
     return found
 
@@ -59,7 +61,7 @@ def test_ten_deletions_come_back_exactly_and_cheaply(workdir, sandbox):
     quiet = _sync(workdir, store, state=first.last_state)
     assert quiet.returncode == 0, quiet.stderr
     assert all(not _deleted(quiet, stream) for stream in STREAMS)
-    assert _detection_requests(store, before) == {stream: 1 for stream in COUNTED + PROBED}
+    assert _detection_requests(store, before) == {stream: 1 for stream in COUNTED + PROBED + SWEPT}
     gone = _delete_some(store, 10)
     before = len(store.requests)
     second = _sync(workdir, store, state=quiet.last_state)
@@ -85,7 +87,7 @@ def test_a_sync_killed_while_it_reports_deletions_resumes_without_a_false_one(wo
     catalog = catalog_of(workdir, config, STREAMS)
     # Killed at the first deletion record of an incrementally read stream, before its STATE.
     kept, _ = kill_after(start_tap(workdir, config, catalog=catalog, state=first.last_state),
-                         at=lambda m: m["type"] == "RECORD" and m["stream"] in COUNTED + PROBED
+                         at=lambda m: m["type"] == "RECORD" and m["stream"] in COUNTED + PROBED + SWEPT
                          and "_sdc_deleted_at" in m["record"])
     state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
     resumed = run_tap(workdir, config, catalog=catalog, state=state)
