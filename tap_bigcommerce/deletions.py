@@ -34,6 +34,7 @@ from tap_bigcommerce.errors import ApiError, InputError
 from tap_bigcommerce.streams import COUNT_BY_ID, CURSOR, FULL_TABLE, ID_GREATER, MIN_ID, PAGED, PROBE_BY_ID
 
 PASSES = 5  # reads of a page-numbered list, at most, for two that agree
+RANGE_BYTES = 16  # about what one [start, end] range takes in a STATE
 
 LOGGER = logging.getLogger(__name__)
 DELETED_AT = "_sdc_deleted_at"
@@ -151,6 +152,7 @@ class Tracker:
         self.enabled = enabled
         self.entries = state.setdefault("deletions", {}) if enabled else {}
         self.sets = {}  # stream name -> {"delivered": IdSet, "reading": IdSet}
+        self._dirty = set()  # streams whose sets changed since the state last got them
 
     def follow(self, stream, fresh_read):
         """Start following a stream; fresh_read: a full table begins a new read (its ids restart)."""
@@ -171,7 +173,17 @@ class Tracker:
         for rid in keys:
             if isinstance(rid, int) and not isinstance(rid, bool):
                 target.add(rid)
-        self._save(stream.name)
+        self._dirty.add(stream.name)
+
+    def size(self):
+        """About how many bytes the sets take in a STATE (a range is a dozen or two)."""
+        return sum(len(ids.starts) for sets in self.sets.values() for ids in sets.values()) * RANGE_BYTES
+
+    def snapshot(self):
+        """Put the sets changed since the last snapshot into the state (before a STATE is written)."""
+        for name in self._dirty:
+            self._save(name)
+        self._dirty.clear()
 
     def table_read(self, stream):
         """A full table was read whole: what the last read had and this one lacks is gone."""

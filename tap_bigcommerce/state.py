@@ -34,6 +34,8 @@ from tap_bigcommerce.transform import format_datetime, parse_datetime
 
 LOGGER = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 5.0
+SMALL_STATE = 32 * 1024  # bytes of delivered-id ranges a STATE may carry after every page
+STATE_SHARE = 20  # beyond that, a STATE once the records written since the last are this many times its size
 
 
 @dataclass
@@ -80,6 +82,7 @@ class StateKeeper:
         self.state = state
         self.state.setdefault("bookmarks", {})
         self.tracker = Tracker(self.state, config.detect_deletions)
+        self._since_state = 0  # bytes of records written since the last STATE
         if self.state.pop("currently_syncing", None) is not None:
             # Streams sync side by side here, so no single stream is "the" one being synced,
             # and a stale name would only mislead whoever reads the state next.
@@ -102,13 +105,21 @@ class StateKeeper:
         return starts
 
     def page(self, run, job, data, count, progress, keys=()):
-        """Write one page's records, then the STATE that covers them (and their ids, where kept)."""
+        """Write one page's records, then the STATE that covers them (and their ids, where kept).
+
+        While the delivered-id sets are large (detect_deletions, a first sync delivering ids out of
+        order), a STATE follows a page only once the records written since the last one are
+        STATE_SHARE times its size: a kill then re-reads a few more pages, and the STATEs stay a
+        small part of the output."""
         self.writer.write(data)
+        self._since_state += len(data)
         if run.track:
             self.tracker.seen(run.stream, keys)
         run.count += count
         _rule(run).written(self, run, job, progress)
-        self.writer.state(self.state)
+        size = self.tracker.size()
+        if size <= SMALL_STATE or self._since_state >= STATE_SHARE * size:
+            self._write_state()
         if time.monotonic() - run.last_progress >= PROGRESS_EVERY_S:
             run.last_progress = time.monotonic()
             self._report(run, f"{run.count} records so far")
@@ -119,10 +130,10 @@ class StateKeeper:
         moved = rule.advance(self, run)
         if all(job.done for job in run.jobs):
             rule.finish(self, run)
-            self.writer.state(self.state)
+            self._write_state()
             self._report(run, f"done, {run.count} records")
         elif moved:
-            self.writer.state(self.state)
+            self._write_state()
 
     def deleted(self, run, ids):
         """Write a record with _sdc_deleted_at for each id the store no longer has; they leave the
@@ -138,7 +149,12 @@ class StateKeeper:
 
     def checkpoint(self):
         """A STATE with everything written so far."""
+        self._write_state()
+
+    def _write_state(self):
+        self.tracker.snapshot()
         self.writer.state(self.state)
+        self._since_state = 0
 
     def close(self):
         """The final STATE."""
