@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tap_bigcommerce.deletions import IdSet
+from tap_bigcommerce.deletions import DELETED_AT, IdSet
 from tap_bigcommerce.discover import load_schema
 from tap_bigcommerce.errors import InputError
 from tap_bigcommerce.streams import INCREMENTAL, STREAMS_BY_NAME
@@ -391,7 +391,8 @@ def _selection(stream, schema, metadata, own):
     for field_name in own["properties"]:
         meta = field_meta.get(field_name, {})
         listed = field_name in schema["properties"]
-        if field_name in automatic or meta.get("inclusion") == "automatic":
+        # _sdc_deleted_at too: a deletion record carries it whatever an older catalog selects.
+        if field_name in automatic or field_name == DELETED_AT or meta.get("inclusion") == "automatic":
             fields.append(field_name)
         elif meta.get("inclusion") != "unsupported" and (every or _is_selected(meta) or (listed and not meta)):
             fields.append(field_name)

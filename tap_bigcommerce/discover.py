@@ -38,7 +38,7 @@ def stream_metadata(stream, schema):
         root["valid-replication-keys"] = [stream.replication_key]
     if stream.parent:
         root["parent-tap-stream-id"] = stream.parent
-    automatic = {*stream.key_properties, stream.replication_key}
+    automatic = {*stream.key_properties, stream.replication_key, DELETED_AT}
     entries = [{"breadcrumb": [], "metadata": root}]
     for field in schema["properties"]:
         entries.append(

@@ -205,3 +205,21 @@ def test_large_id_sets_thin_the_states_and_a_kill_still_loses_nothing(workdir, s
     store.delete("customers", ids=early)
     third = _sync(workdir, store, state=resumed.last_state, streams=["customers"])
     assert _deleted(third, "customers") == early
+
+
+def test_a_catalog_that_selects_fields_one_by_one_still_carries_the_deletion_column(workdir, sandbox):
+    # A catalog written before the column existed, with every field selected one by one.
+    store = sandbox(coupons=30, orders=1, products=1, customers=1)
+    config = store.config(detect_deletions=True, **FAST)
+    catalog = catalog_of(workdir, config, ["coupons"])
+    entry = catalog["streams"][[e["stream"] for e in catalog["streams"]].index("coupons")]
+    del entry["schema"]["properties"]["_sdc_deleted_at"]
+    entry["metadata"] = [m for m in entry["metadata"] if m["breadcrumb"] != ["properties", "_sdc_deleted_at"]]
+    for item in entry["metadata"]:
+        if item["breadcrumb"]:
+            item["metadata"]["selected"] = True
+    first = run_tap(workdir, config, catalog=catalog)
+    store.delete("coupons", ids=[4])
+    second = run_tap(workdir, config, catalog=catalog, state=first.last_state)
+    schema = next(m["schema"] for m in second.messages if m["type"] == "SCHEMA" and m["stream"] == "coupons")
+    assert "_sdc_deleted_at" in schema["properties"] and _deleted(second, "coupons") == [4]
