@@ -153,10 +153,16 @@ class Tracker:
         self.entries = state.setdefault("deletions", {}) if enabled else {}
         self.sets = {}  # stream name -> {"delivered": IdSet, "reading": IdSet}
         self._dirty = set()  # streams whose sets changed since the state last got them
+        self.baselines = set()  # streams whose delivered set starts with what the store holds (see follow)
 
-    def follow(self, stream, fresh_read):
-        """Start following a stream; fresh_read: a full table begins a new read (its ids restart)."""
+    def follow(self, stream, fresh_read, synced_before=False):
+        """Start following a stream; fresh_read: a full table begins a new read (its ids restart).
+        A stream read incrementally before its ids were kept (synced_before, and no set yet)
+        needs a baseline: the ids the store holds, listed once at the end of this run."""
         entry = self.entries.get(stream.name, {})
+        first = synced_before and stream.name not in self.entries and stream.kind not in (FULL_TABLE, PAGED)
+        if first or entry.get("baseline") == "pending":  # (pending: a run killed before it got there)
+            self.baselines.add(stream.name)
         sets = {part: IdSet.from_state(stream.name, entry.get(part, [])) for part in ("delivered", "reading")}
         if fresh_read:
             sets["reading"] = IdSet()
@@ -193,6 +199,18 @@ class Tracker:
         self._save(stream.name)
         return gone
 
+    def start_from(self, stream, listed):
+        """The baseline: every id the store holds now was delivered by an earlier run or this one
+        (the sync misses nothing); what this run delivered and the store no longer has is gone."""
+        delivered = self.sets[stream.name]["delivered"]
+        gone = [rid for rid in delivered.ids() if rid not in listed]
+        self.sets[stream.name]["delivered"] = IdSet()
+        for rid in sorted(listed):
+            self.sets[stream.name]["delivered"].add(rid)
+        self.baselines.discard(stream.name)
+        self._save(stream.name)
+        return gone
+
     def forget(self, stream, ids):
         """Deleted ids leave the set."""
         for rid in ids:
@@ -206,6 +224,8 @@ class Tracker:
     def _save(self, name):
         sets = self.sets[name]
         self.entries[name] = {part: ids.to_state() for part, ids in sets.items() if ids}
+        if name in self.baselines:
+            self.entries[name]["baseline"] = "pending"
 
 
 class Finder:
@@ -229,6 +249,12 @@ class Finder:
             return self._probe(stream, delivered)
         return delivered.difference(self._sweep(stream))
 
+    def every_id(self, stream):
+        """Every id the stream's list holds now (for a baseline)."""
+        if stream.deletions == COUNT_BY_ID:
+            return set(self._list(stream, 1, None))
+        return self._sweep(stream)
+
     def _bisect(self, stream, delivered, low, high, expected):
         """Deleted ids in [low, high], where `expected` delivered ids lie."""
         if expected == 0 or self._count(stream, self._id_range(stream, low, high)) == expected:
@@ -247,11 +273,14 @@ class Finder:
 
     @staticmethod
     def _id_range(stream, low, high):
+        """The query for ids in [low, high] (high None: no upper bound)."""
         if stream.id_keyset == MIN_ID:
-            return {"min_id": low, "max_id": high}
-        if stream.id_keyset == ID_GREATER:
-            return {"id:min": low, "id:max": high}
-        raise ValueError(f"{stream.name} has no id range")
+            names = ("min_id", "max_id")
+        elif stream.id_keyset == ID_GREATER:
+            names = ("id:min", "id:max")
+        else:
+            raise ValueError(f"{stream.name} has no id range")
+        return {name: value for name, value in zip(names, (low, high)) if value is not None}
 
     def _list(self, stream, low, high):
         """Every id the store has in [low, high], in id order by keyset pages."""

@@ -95,7 +95,8 @@ class StateKeeper:
         starts = _rule(run).begin(self, run)
         if self.tracker.enabled and run.emit and detects(run.stream):
             whole = run.stream.kind in (FULL_TABLE, PAGED)
-            self.tracker.follow(run.stream, fresh_read=whole and starts[0].get("last_id") is None)
+            self.tracker.follow(run.stream, fresh_read=whole and starts[0].get("last_id") is None,
+                                synced_before=bool(self.peek(run)))
             run.track = True
         for selection in run.selections:
             stream = selection.stream

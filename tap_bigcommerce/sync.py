@@ -122,8 +122,13 @@ class Syncer:
         finder = Finder(self.client, self.config.page_size)
         for run in self._runs:
             if run.track and run.stream.deletions and run.stream.kind not in (FULL_TABLE, PAGED):
-                before = finder.requests
-                self.keeper.deleted(run, finder.gone(run.stream, self.keeper.tracker.delivered(run.stream)))
+                before, tracker = finder.requests, self.keeper.tracker
+                if run.stream.name in tracker.baselines:
+                    LOGGER.info("%s: listing the store's ids once, to start the set of delivered ids", run.stream.name)
+                    gone = tracker.start_from(run.stream, finder.every_id(run.stream))
+                else:
+                    gone = finder.gone(run.stream, tracker.delivered(run.stream))
+                self.keeper.deleted(run, gone)
                 self.keeper.checkpoint()
                 LOGGER.info("%s: looked for deleted records with %d requests", run.stream.name,
                             finder.requests - before)

@@ -223,3 +223,38 @@ def test_a_catalog_that_selects_fields_one_by_one_still_carries_the_deletion_col
     second = run_tap(workdir, config, catalog=catalog, state=first.last_state)
     schema = next(m["schema"] for m in second.messages if m["type"] == "SCHEMA" and m["stream"] == "coupons")
     assert "_sdc_deleted_at" in schema["properties"] and _deleted(second, "coupons") == [4]
+
+
+def test_turned_on_for_a_store_already_synced_it_starts_from_what_the_store_holds(workdir, sandbox):
+    store = sandbox(orders=800, customers=500, products=1, coupons=1)
+    config = store.config(**FAST)
+    catalog = catalog_of(workdir, config, ["orders", "customers"])
+    before = run_tap(workdir, config, catalog=catalog)  # without detect_deletions
+    # The setting turned on: this run delivers little, and lists each store's ids once.
+    store.edit("orders", count=3)
+    started = _sync(workdir, store, state=before.last_state, streams=["orders", "customers"])
+    assert started.returncode == 0 and "to start the set of delivered ids" in started.stderr
+    assert len(started.records("orders")) < 10
+    # Records delivered only before the setting was on are covered now.
+    old = {"orders": [11, 400, 799], "customers": [2, 250]}
+    for stream, ids in old.items():
+        store.delete(stream, ids=ids)
+    after = _sync(workdir, store, state=started.last_state, streams=["orders", "customers"])
+    assert {stream: _deleted(after, stream) for stream in old} == old
+
+
+def test_a_run_killed_before_its_baseline_leaves_it_to_the_next(workdir, sandbox):
+    store = sandbox(orders=3000, products=1, customers=1, coupons=1, latency_ms=2)
+    config = store.config(page_size=50, **FAST)
+    catalog = catalog_of(workdir, config, ["orders"])
+    before = run_tap(workdir, config, catalog=catalog)
+    store.edit("orders", count=400)
+    config = dict(config, detect_deletions=True)
+    kept, _ = kill_after(start_tap(workdir, config, catalog=catalog, state=before.last_state), 3)
+    state = [m["value"] for m in kept if m["type"] == "STATE"][-1]
+    assert state["deletions"]["orders"]["baseline"] == "pending"
+    resumed = run_tap(workdir, config, catalog=catalog, state=state)
+    assert "to start the set of delivered ids" in resumed.stderr
+    store.delete("orders", ids=[5, 2999])
+    after = _sync(workdir, store, state=resumed.last_state, streams=["orders"], page_size=50)
+    assert _deleted(after, "orders") == [5, 2999]
