@@ -237,7 +237,7 @@ class Finder:
         self.requests = 0
 
     def gone(self, stream, delivered):
-        """The delivered ids the store no longer has (COUNT_BY_ID or PROBE_BY_ID)."""
+        """The delivered ids the store no longer has (COUNT_BY_ID, PROBE_BY_ID or SWEEP)."""
         if not delivered:
             return []
         if stream.deletions == COUNT_BY_ID:
