@@ -97,7 +97,8 @@ def test_field_selection_emits_only_selected_and_automatic_fields(workdir, sandb
     assert run.returncode == 0, run.stderr
     assert {m["stream"] for m in run.messages if m["type"] in ("RECORD", "SCHEMA")} == {"orders"}
     schema = next(m for m in run.messages if m["type"] == "SCHEMA")["schema"]
-    assert set(schema["properties"]) == {"id", "date_modified", "total_inc_tax"}
+    # _sdc_deleted_at is automatic too: a record carries it only when it reports a deletion.
+    assert set(schema["properties"]) == {"id", "date_modified", "total_inc_tax", "_sdc_deleted_at"}
     assert all(set(record) == {"id", "date_modified", "total_inc_tax"} for record in run.records("orders"))
     assert len(run.records("orders")) == 20
 
