@@ -31,9 +31,9 @@ import bisect
 import logging
 
 from tap_bigcommerce.errors import ApiError, InputError
+from tap_bigcommerce.scan import until_agreed
 from tap_bigcommerce.streams import COUNT_BY_ID, CURSOR, FULL_TABLE, ID_GREATER, MIN_ID, PAGED, PROBE_BY_ID
 
-PASSES = 5  # reads of a page-numbered list, at most, for two that agree
 RANGE_BYTES = 16  # about what one [start, end] range takes in a STATE
 
 LOGGER = logging.getLogger(__name__)
@@ -298,37 +298,25 @@ class Finder:
             low = ids[-1] + 1
 
     def _sweep(self, stream):
-        """Every id the list holds now."""
-        if stream.id_keyset == CURSOR:  # a keyset: one read misses nothing
-            listed, query = set(), dict(stream.sort_by_id, limit=self.page_size)
-            while True:
-                page = self._page(stream, query, listed)
-                if not page.has_more:
-                    return listed
-                if not page.end_cursor:
-                    raise ApiError(f"{stream.name}: the store gave no cursor to continue from; stopping rather than "
-                                   "report a record deleted that is not.")
-                query["after"] = page.end_cursor
-        previous = None
-        for _ in range(PASSES):
-            listed, number = set(), 1
-            while self._page(stream, {"page": number, "limit": self.page_size}, listed).has_more:
-                number += 1
-            if number == 1 or listed == previous:
-                return listed
-            previous = listed
-        raise ApiError(f"{stream.name}: the list changed during each of {PASSES} reads, so none can tell which "
-                       "records were deleted; run the sync again later.")
+        """Every id the list holds now: read once by cursor (a keyset misses nothing), by page
+        number until two reads agree (so a record that shifted pages is not taken for deleted)."""
 
-    def _page(self, stream, query, listed):
-        """One page of the list; its ids join `listed`."""
-        self.requests += 1
-        page = self.client.get_page(stream, dict(query, **dict(stream.params)))
-        ids = [record.get("id") for record in page.records]
-        if any(not isinstance(rid, int) for rid in ids):
-            raise ApiError(f"{stream.name}: the store listed a record without a whole-number id.")
-        listed.update(ids)
-        return page
+        def read_once():
+            yield from ()  # a generator that hands out no page: scan.until_agreed drives it
+            listed, pages = set(), 0
+            for page in self.client.pages(stream, dict(stream.sort_by_id, limit=self.page_size, **dict(stream.params))):
+                self.requests += 1
+                pages += 1
+                ids = [record.get("id") for record in page.records]
+                if any(not isinstance(rid, int) for rid in ids):
+                    raise ApiError(f"{stream.name}: the store listed a record without a whole-number id.")
+                listed.update(ids)
+            return listed, 1 if stream.id_keyset == CURSOR else pages
+
+        try:
+            next(until_agreed(stream, read_once))
+        except StopIteration as done:  # it returns the ids at once, having nothing to hand out
+            return done.value
 
     def _probe(self, stream, delivered):
         """Ask for every delivered id with id:in, a page of ids at a time."""

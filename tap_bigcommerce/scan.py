@@ -312,7 +312,7 @@ def modified_window(source, job):
     params = date_params(stream, job.lower, job.upper)
     if stream.each:
         owners = STREAMS_BY_NAME[stream.each]
-        owner_ids = yield from _until_agreed(owners, lambda: _list_ids(source, job, owners))
+        owner_ids = yield from until_agreed(owners, lambda: _list_ids(source, job, owners))
         for owner_id in sorted(owner_ids):
             try:
                 yield from _agreed_reads(source, job, params, inside, stream.path.format(id=owner_id))
@@ -351,10 +351,10 @@ def _agreed_reads(source, job, params, keep, path=None):
             yield got
         return listed, page
 
-    yield from _until_agreed(stream, read_once)
+    yield from until_agreed(stream, read_once)
 
 
-def _until_agreed(stream, read_once):
+def until_agreed(stream, read_once):
     """Run read_once() (a generator that yields its pages' Reads and returns the ids it listed
     and its number of pages) until a read of one page, or two reads in a row that list the same
     ids; returns those ids."""

@@ -29,7 +29,7 @@ from tap_bigcommerce.discover import load_schema
 from tap_bigcommerce.errors import ApiError, Stopped
 from tap_bigcommerce.scheduler import UNKNOWN_PAGES, Job, Scheduler
 from tap_bigcommerce.state import StateKeeper, StreamRun
-from tap_bigcommerce.streams import (CHILD, CREATED, CURSOR, FULL_TABLE, INCREMENTAL, NONZERO, PAGED, SINGLE,
+from tap_bigcommerce.streams import (CHILD, CREATED, FULL_TABLE, INCREMENTAL, NONZERO, PAGED, SINGLE,
                                      STREAMS_BY_NAME, WINDOW)
 from tap_bigcommerce.transform import compile_transform, format_datetime
 
@@ -324,29 +324,16 @@ class Syncer:
     def _read_all(self, stream, path):
         """Every record of a small list (a sub-resource of one record), page by page or by cursor.
         None where the record was deleted after its page was read (the list answers 404)."""
-        records, query = [], {"limit": self.config.page_size}
-        if stream.id_keyset != CURSOR:
-            query["page"] = 1
-        while True:
-            try:
-                got = self.client.get_page(stream, query, path=path)
-            except ApiError as exc:
-                # The list it belongs to was read a moment ago with this store hash, so a 404
-                # means the record is gone (with its sub-resources), not a wrong store.
-                if exc.status != 404:
-                    raise
-                LOGGER.info("%s: /%s answered 404; the record it belongs to was deleted meanwhile", stream.name, path)
-                return None
-            records.extend(got.records)
-            if not got.has_more:
-                return records
-            if stream.id_keyset != CURSOR:
-                query["page"] += 1
-            elif got.end_cursor:
-                query["after"] = got.end_cursor
-            else:
-                raise ApiError(f"{stream.name}: the store gave no cursor to continue from; "
-                               "stopping rather than risk a gap.")
+        try:
+            return [record for page in self.client.pages(stream, {"limit": self.config.page_size}, path)
+                    for record in page.records]
+        except ApiError as exc:
+            # The list it belongs to was read a moment ago with this store hash, so a 404
+            # means the record is gone (with its sub-resources), not a wrong store.
+            if exc.status != 404:
+                raise
+            LOGGER.info("%s: /%s answered 404; the record it belongs to was deleted meanwhile", stream.name, path)
+            return None
 
 
 def stream_runs(selections):
