@@ -133,11 +133,14 @@ class IdSet:
                    if end >= low and start <= high)
 
     def nth(self, low, n):
-        """The n-th id (from 0) at or above low."""
-        for rid in self.ids(low):
-            if n == 0:
-                return rid
-            n -= 1
+        """The n-th id (from 0) at or above low, found range by range."""
+        for start, end in zip(self.starts, self.ends):
+            start = max(start, low)
+            if start > end:
+                continue
+            if n <= end - start:
+                return start + n
+            n -= end - start + 1
         raise IndexError(n)
 
     def difference(self, other):
