@@ -120,7 +120,7 @@ class StateKeeper:
         _rule(run).written(self, run, job, progress)
         size = self.tracker.size()
         if size <= SMALL_STATE or self._since_state >= STATE_SHARE * size:
-            self._write_state()
+            self.checkpoint()
         if time.monotonic() - run.last_progress >= PROGRESS_EVERY_S:
             run.last_progress = time.monotonic()
             self._report(run, f"{run.count} records so far")
@@ -131,10 +131,10 @@ class StateKeeper:
         moved = rule.advance(self, run)
         if all(job.done for job in run.jobs):
             rule.finish(self, run)
-            self._write_state()
+            self.checkpoint()
             self._report(run, f"done, {run.count} records")
         elif moved:
-            self._write_state()
+            self.checkpoint()
 
     def deleted(self, run, ids):
         """Write a record with _sdc_deleted_at for each id the store no longer has; they leave the
@@ -149,17 +149,10 @@ class StateKeeper:
         LOGGER.info("%s: %d delivered records are no longer in the store (ids %s)", run.stream.name, len(ids), shown)
 
     def checkpoint(self):
-        """A STATE with everything written so far."""
-        self._write_state()
-
-    def _write_state(self):
+        """A STATE with everything written so far (also the final one)."""
         self.tracker.snapshot()
         self.writer.state(self.state)
         self._since_state = 0
-
-    def close(self):
-        """The final STATE."""
-        self.checkpoint()
 
     def bookmark(self, run):
         """The bookmark entry the run keeps (its first written stream's), created if need be."""

@@ -114,7 +114,7 @@ class Syncer:
         if self._lines_fetched:
             LOGGER.info("orders: %d orders had more line items than their consignments embedded; "
                         "read them whole from /orders/{id}/products", self._lines_fetched)
-        self.keeper.close()
+        self.keeper.checkpoint()  # the final STATE
 
     def _find_deletions(self):
         """Streams read incrementally whose ids are kept: which delivered records are gone
