@@ -143,6 +143,7 @@ class Scheduler:
         self.pending = 0  # jobs started and neither done nor parked
         self._parked = []  # jobs whose last page waits for the end of the sync
         self._last_pages = 0  # jobs taken back from the parked ones and not done
+        self._ending_told = False  # whether the log has said that the end is in sight
 
     # ---- the main thread -------------------------------------------------------------------
 
@@ -193,8 +194,10 @@ class Scheduler:
         ending = self._fits_in_one_window(now)
         workers = self._workers(ending)
         if ending and self._parked:
-            LOGGER.info("The rest fits in one window of the store's quota: reading the %d last pages put aside.",
-                        len(self._parked))
+            if not self._ending_told:  # once: later ranges put aside go as they come
+                self._ending_told = True
+                LOGGER.info("The rest fits in one window of the store's quota: reading the %d last pages put aside.",
+                            len(self._parked))
             while self._parked:
                 self._unpark()
         while self._parked and time.monotonic() - self._parked[0].parked_at >= PARK_LIMIT_S:
