@@ -8,9 +8,9 @@ This module only wires the parts together, each of which owns one concern:
   - client.py and pacing.py: the HTTP door and the shared rate-limit budget.
 
 Workers fetch, decode, transform and encode a page to bytes, then hand it to the main thread
-through one queue; only the main thread writes to stdout and touches the state. Workers send no
-request while UNWRITTEN_PAGES encoded pages wait for the main thread, so a slow target holds
-the tap back instead of filling its memory.
+through one queue; only the main thread writes to stdout and touches the state. No request goes
+out (pages fetched ahead included) while UNWRITTEN_PAGES pages wait in the queue, so a slow
+target holds the tap back instead of filling its memory.
 """
 import ctypes
 import gc
@@ -35,7 +35,7 @@ from tap_bigcommerce.transform import compile_transform, format_datetime
 
 LOGGER = logging.getLogger(__name__)
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt() parameters
-UNWRITTEN_PAGES = 2  # while this many encoded pages wait for the main thread, workers send no request
+UNWRITTEN_PAGES = 2  # while this many pages wait in the queue for the main thread, no request goes out
 GC_THRESHOLDS = (100_000, 50, 100)  # Python's default is (700, 10, 10)
 STOP_WAIT_S = 1.0  # on an error or a signal, how long worker threads get to finish (they are daemons)
 PREFETCH = 4  # pages of a page-numbered read out at once, once its first page tells how many there are
@@ -164,6 +164,9 @@ class Syncer:
     def _put(self, message):
         if self._stop.is_set():
             raise Stopped()
+        if message[0] == "records":
+            with self._written:
+                self._unwritten += 1
         self._queue.put(message)
 
     def _work(self, job):
@@ -195,14 +198,14 @@ class Syncer:
         """The row of the stream a range belongs to."""
         return job.run.stream
 
-    def fetch(self, job, params, read, by_id, path=None, row=None, wait=True):
+    def fetch(self, job, params, read, by_id, path=None, row=None):
         """Fetch one page; `read` turns it into a scan.Read while no other page is being decoded
         (without it, the page itself comes back). `path` and `row` ask for another list than the
-        job's stream: a sub-list of one record, or the list whose ids it is read for. `wait`: hold
-        back while encoded pages wait for the main thread (not for pages fetched ahead)."""
+        job's stream: a sub-list of one record, or the list whose ids it is read for."""
         with self._written:
-            # Fetching faster than the target takes pages would only hold them in memory.
-            while wait and self._unwritten >= UNWRITTEN_PAGES and not self._stop.is_set():
+            # Fetching faster than the target takes pages would only hold them in memory. (Only
+            # pages in the queue count: the main thread writes those whatever else waits.)
+            while self._unwritten >= UNWRITTEN_PAGES and not self._stop.is_set():
                 self._written.wait(0.2)
         if self._stop.is_set():
             raise Stopped()
@@ -232,7 +235,7 @@ class Syncer:
         def submit():
             query = next(queries, None)
             if query is not None:
-                pending.append(self._pages.submit(self.fetch, job, query, reader(), True, path, None, False))
+                pending.append(self._pages.submit(self.fetch, job, query, reader(), True, path))
 
         for _ in range(PREFETCH):
             submit()
@@ -243,15 +246,12 @@ class Syncer:
                 submit()  # only once the page is taken: the last one asks for nothing more
         finally:
             # Pages asked for and not handed out (past the end of a list that does not say where
-            # it ends, or the read stopped): encoded, never written, so no longer waiting.
+            # it ends, or the read stopped) are dropped once they come.
             for future in pending:
                 try:
                     future.result()
                 except BaseException:  # noqa: BLE001 - the read is over; its error is not this one
                     continue
-                with self._written:
-                    self._unwritten -= 1
-                    self._written.notify_all()
 
     def encode(self, job, records):
         """The page's records and what is taken from them, transformed and encoded as RECORD lines.
@@ -264,10 +264,7 @@ class Syncer:
             self._later.orders = [record for record, ok in zip(records, whole) if not ok]
             if self._later.orders:
                 records = [record for record, ok in zip(records, whole) if ok]
-        data = self._lines(run, records)
-        with self._written:
-            self._unwritten += 1
-        return data
+        return self._lines(run, records)
 
     def _lines(self, run, records):
         """RECORD lines for records of the stream read and of its children; notes the sub-resources to fetch."""

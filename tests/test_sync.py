@@ -1,6 +1,7 @@
 """Sync against the sandbox store: every record present at the start is emitted, once where possible."""
 import json
 import re
+import time
 
 import pytest
 from email.utils import parsedate_to_datetime
@@ -227,3 +228,20 @@ def test_many_splits_emit_every_record_exactly_once(workdir, sandbox, bounds):
     for name in ("customers", "orders", "products"):
         newest = max(r["date_modified"] for r in run.records(name))
         assert run.last_state["bookmarks"][name]["date_modified"] == newest, name
+
+
+def test_pages_read_ahead_wait_for_a_target_that_takes_nothing(workdir, sandbox):
+    # Refunds are read several pages at once. While the target takes nothing (the pipe is full
+    # and the tap's writes block), those pages too must stop coming, or they fill the memory.
+    store = sandbox(coupons=1, customers=1, orders=20000, products=1)
+    config = store.config(**FAST, page_size=20)
+    pages = len(store.refunds()) // 20 + 1
+    process = start_tap(workdir, config, catalog=catalog_of(workdir, config, ["refunds"]))
+    try:
+        time.sleep(3)  # the tap fills the pipe in a fraction of that
+        asked = sum(1 for request in store.requests if request["path"].endswith("/refunds"))
+    finally:
+        out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0
+    assert out.count('"type":"RECORD"') == len(store.refunds())
+    assert asked < pages // 4, f"{asked} of {pages} pages fetched while nothing was written"
