@@ -546,7 +546,8 @@ class StoreData:
 
         Most orders have 1-4 lines, one in fifty has 60-150; lines are physical (shipped to one of
         the order's addresses, or picked up), digital or gift certificates. An edit changes the
-        first line's quantity, as a merchant editing an order would.
+        first line's quantity, as a merchant editing an order would; on half the orders it also
+        removes the last line (never the only one), which can empty a shipping consignment.
         """
         rng = self._rng(rec, 1)
         count = rng.randint(60, 150) if (rec.seed >> 40) % 50 == 0 else rng.randint(1, 4)
@@ -559,7 +560,12 @@ class StoreData:
             address = addresses[n % len(addresses)] if kind == "physical" else 0
             at_pickup = pickup if kind == "physical" and pickup and n % 2 else 0
             lines.append(self._line(rec, n, rng, kind, qty, 0 if at_pickup else address, at_pickup))
-        return lines
+        return lines[:count - min(rec.version, count - 1)] if self._edits_remove(rec) else lines
+
+    @staticmethod
+    def _edits_remove(rec: Record) -> bool:
+        """Whether this order's edits remove things: its last line each time, and its coupon."""
+        return _mix(rec.seed, 5) % 2 == 0
 
     def _line(self, rec: Record, n: int, rng: random.Random, kind: str, qty: int, address: int,
               pickup: int) -> dict:
@@ -683,9 +689,10 @@ class StoreData:
                 for k in range(rng.randint(1, 2))]
 
     def order_coupons(self, rec: Record) -> list[dict]:
-        """The order's coupons sub-resource (v2 format); one order in ten has one."""
+        """The order's coupons sub-resource (v2 format); one order in ten has one, until an edit
+        that removes things takes it off."""
         rng = self._rng(rec, 3)
-        if rng.random() < 0.9:
+        if rng.random() < 0.9 or (rec.version and self._edits_remove(rec)):
             return []
         coupon_id = rng.randint(1, 40)
         return [{"id": rec.id, "coupon_id": coupon_id, "order_id": rec.id, "code": f"SAVE{coupon_id}",

@@ -21,6 +21,7 @@ VENVS = Path(os.environ.get("VENVS", ROOT / ".venvs"))
 STREAMS = ("coupons", "customers", "orders", "products")
 INCREMENTAL = ("customers", "orders", "products")
 ORDER_FAMILY = ("order_line_items", "order_shipping_addresses", "order_coupons", "refunds")
+ORDER_CHILDREN = ORDER_FAMILY[:3]  # written with their order, stamped with its date_modified
 # Full tables the sandbox can edit, and those it derives (addresses, variants) or keeps fixed.
 TABLES = ("brands", "customer_groups", "channels", "gift_certificates", "currencies", "promotions", "promotion_codes",
           "category_trees", "categories")
@@ -325,12 +326,27 @@ def delete_from_store(sb, count):
     return gone
 
 
+def current_rows(stream, rows, orders):
+    """The rows of a destination a reader should count: all of them, except for an order's
+    children, which count only while they carry their order's latest date_modified (README,
+    "Order children after an edit"): a line an edit removed keeps its old row, with an older date.
+    `orders`: the destination's orders rows (the latest per id)."""
+    if stream not in ORDER_CHILDREN:
+        return rows
+    dates = {order["id"]: as_instant(order["date_modified"]) for order in orders}
+    return [row for row in rows if as_instant(row["date_modified"]) == dates.get(row["order_id"])]
+
+
 def change_store(sb, count):
     """Edit `count` records and create a few in every list the sandbox holds, and add two refunds;
     returns {stream: ids changed}, the changed orders' children included (an edited order changes its
-    first line's quantity too)."""
+    first line's quantity too). The sandbox's edits remove the last line of half the orders (and
+    their coupons): more orders are edited, oldest first, until one lost a line."""
+    lines_before = {line["id"] for line in store_records(sb, "order_line_items")}
     changed = {stream: set(sb.edit(stream, count=count)) | set(sb.create(stream, 3))
                for stream in STREAMS + TABLES + WINDOWS}
+    while lines_before <= {line["id"] for line in store_records(sb, "order_line_items")}:
+        changed["orders"] |= set(sb.edit("orders", count=1))
     # The sandbox edits by record number; categories and price records are keyed by several fields.
     changed["categories"] = {key_of("categories", r) for r in sb.records("categories")
                              if r["category_id"] in changed["categories"]}
