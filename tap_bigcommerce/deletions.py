@@ -31,7 +31,7 @@ import bisect
 import logging
 
 from tap_bigcommerce.errors import ApiError, InputError
-from tap_bigcommerce.scan import until_agreed
+from tap_bigcommerce.scan import read_ids, until_agreed
 from tap_bigcommerce.streams import COUNT_BY_ID, CURSOR, FULL_TABLE, ID_GREATER, MIN_ID, PAGED, PROBE_BY_ID
 
 RANGE_BYTES = 16  # about what one [start, end] range takes in a STATE
@@ -306,14 +306,9 @@ class Finder:
 
         def read_once():
             yield from ()  # a generator that hands out no page: scan.until_agreed drives it
-            listed, pages = set(), 0
-            for page in self.client.pages(stream, dict(stream.sort_by_id, limit=self.page_size, **dict(stream.params))):
-                self.requests += 1
-                pages += 1
-                ids = [record.get("id") for record in page.records]
-                if any(not isinstance(rid, int) for rid in ids):
-                    raise ApiError(f"{stream.name}: the store listed a record without a whole-number id.")
-                listed.update(ids)
+            query = dict(stream.sort_by_id, limit=self.page_size, **dict(stream.params))
+            listed, pages = read_ids(stream, self.client.pages(stream, query))
+            self.requests += pages
             return listed, 1 if stream.id_keyset == CURSOR else pages
 
         try:

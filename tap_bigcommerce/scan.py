@@ -312,7 +312,7 @@ def modified_window(source, job):
     params = date_params(stream, job.lower, job.upper)
     if stream.each:
         owners = STREAMS_BY_NAME[stream.each]
-        owner_ids = yield from until_agreed(owners, lambda: _list_ids(source, job, owners))
+        owner_ids = yield from until_agreed(owners, lambda: _list_ids(source, owners))
         for owner_id in sorted(owner_ids):
             try:
                 yield from _agreed_reads(source, job, params, inside, stream.path.format(id=owner_id))
@@ -368,20 +368,24 @@ def until_agreed(stream, read_once):
                    "be trusted to be whole; stopping rather than risk a gap (run the sync again later).")
 
 
-def _list_ids(source, job, owners):
+def _list_ids(source, owners):
     """One read of the ids of a list by page number (it yields nothing: no record is written)."""
     yield from ()
-    listed, page = set(), 1
-    while True:
-        got = source.fetch(job, {"page": page}, None, by_id=True, row=owners)
-        ids = [record.get("id") if isinstance(record, dict) else None for record in got.records]
+    return read_ids(owners, source.pages(owners))
+
+
+def read_ids(stream, pages):
+    """The ids on a read's pages, each checked to be a whole number, and how many pages it took
+    (what until_agreed's read_once returns)."""
+    listed, count = set(), 0
+    for page in pages:
+        count += 1
+        ids = [record.get("id") if isinstance(record, dict) else None for record in page.records]
         if not all(isinstance(rid, int) for rid in ids):
-            raise ApiError(f"{owners.name}: the store returned a record without a whole-number id; stopping "
-                           "rather than risk a gap.")
+            raise ApiError(f"{stream.name}: the store listed a record without a whole-number id; stopping "
+                           "rather than guess which records the list holds.")
         listed.update(ids)
-        if not got.has_more:
-            return listed, page
-        page += 1
+    return listed, count
 
 
 def _paged_reader(source, job, stream, handed, listed, keep):

@@ -198,10 +198,9 @@ class Syncer:
         """The row of the stream a range belongs to."""
         return job.run.stream
 
-    def fetch(self, job, params, read, by_id, path=None, row=None):
-        """Fetch one page; `read` turns it into a scan.Read while no other page is being decoded
-        (without it, the page itself comes back). `path` and `row` ask for another list than the
-        job's stream: a sub-list of one record, or the list whose ids it is read for."""
+    def fetch(self, job, params, read, by_id, path=None):
+        """Fetch one page; `read` turns it into a scan.Read while no other page is being decoded.
+        `path` asks for a sub-list of one record rather than the job's stream's own list."""
         with self._written:
             # Fetching faster than the target takes pages would only hold them in memory. (Only
             # pages in the queue count: the main thread writes those whatever else waits.)
@@ -209,7 +208,7 @@ class Syncer:
                 self._written.wait(0.2)
         if self._stop.is_set():
             raise Stopped()
-        stream = row or job.run.stream
+        stream = job.run.stream
         params = dict(params, **dict(stream.params))
         if stream.kind != SINGLE:  # one object has no pages
             params["limit"] = self.config.page_size
@@ -220,8 +219,7 @@ class Syncer:
         # no other request may wait on that.
         self._later.orders, self._later.fetch, self._later.keys = [], [], []
         got = self.client.get_page(stream, params, read, priority, path)
-        if read is not None:
-            got.keys = self._later.keys
+        got.keys = self._later.keys
         if self._later.orders or self._later.fetch:
             got.data += self._follow_up(job)
         return got
@@ -252,6 +250,10 @@ class Syncer:
                     future.result()
                 except BaseException:  # noqa: BLE001 - the read is over; its error is not this one
                     continue
+
+    def pages(self, stream):
+        """Every page of a whole list, one request at a time (for its ids: nothing is written)."""
+        return self.client.pages(stream, dict(stream.params, limit=self.config.page_size))
 
     def encode(self, job, records):
         """The page's records and what is taken from them, transformed and encoded as RECORD lines.
