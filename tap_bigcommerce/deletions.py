@@ -171,10 +171,6 @@ class Tracker:
             sets["reading"] = IdSet()
         self.sets[stream.name] = sets
 
-    def following(self, name):
-        """Whether the stream's ids are being kept."""
-        return name in self.sets
-
     def seen(self, stream, keys):
         """Ids written on one page (a full table's go to this read's set)."""
         sets = self.sets[stream.name]
